@@ -1,0 +1,60 @@
+/**
+ * Guest physical memory as the device model sees it (DMA). Every transport
+ * (Xen foreign mappings, the QEMU proxy's shared RAM file, replay, tests)
+ * implements this interface; the controller never touches guest RAM otherwise.
+ */
+export interface GuestMemory {
+  /** Fill `buf` from guest-physical `addr`. Throws GuestMemoryFault when unmapped. */
+  read(addr: number, buf: Uint8Array): void;
+  /** Copy `buf` to guest-physical `addr`. Throws GuestMemoryFault when unmapped. */
+  write(addr: number, buf: Uint8Array): void;
+}
+
+/** A DMA access hit an address the guest has no RAM at. */
+export class GuestMemoryFault extends Error {
+  constructor(
+    readonly addr: number,
+    readonly length: number,
+    readonly write: boolean,
+  ) {
+    super(`guest memory fault: ${write ? 'write' : 'read'} of ${length} bytes at 0x${addr.toString(16)}`);
+    this.name = 'GuestMemoryFault';
+  }
+}
+
+/** Plain RAM from guest-physical 0 up to `size` bytes (tests, oracle, replay). */
+export class FlatMemory implements GuestMemory {
+  readonly bytes: Uint8Array;
+  constructor(size: number | Uint8Array) {
+    this.bytes = typeof size === 'number' ? new Uint8Array(size) : size;
+  }
+  get size(): number {
+    return this.bytes.length;
+  }
+  private check(addr: number, len: number, write: boolean): void {
+    if (!Number.isInteger(addr) || addr < 0 || addr + len > this.bytes.length) {
+      throw new GuestMemoryFault(addr, len, write);
+    }
+  }
+  read(addr: number, buf: Uint8Array): void {
+    this.check(addr, buf.length, false);
+    buf.set(this.bytes.subarray(addr, addr + buf.length));
+  }
+  write(addr: number, buf: Uint8Array): void {
+    this.check(addr, buf.length, true);
+    this.bytes.set(buf, addr);
+  }
+  readU32(addr: number): number {
+    this.check(addr, 4, false);
+    const b = this.bytes;
+    return (b[addr]! | (b[addr + 1]! << 8) | (b[addr + 2]! << 16) | (b[addr + 3]! << 24)) >>> 0;
+  }
+  writeU32(addr: number, value: number): void {
+    this.check(addr, 4, true);
+    const b = this.bytes;
+    b[addr] = value & 0xff;
+    b[addr + 1] = (value >>> 8) & 0xff;
+    b[addr + 2] = (value >>> 16) & 0xff;
+    b[addr + 3] = (value >>> 24) & 0xff;
+  }
+}

@@ -1,0 +1,572 @@
+/**
+ * The UHCI host controller: register file (UHCI Design Guide §2.1), frame
+ * clock, interrupt logic and the two root ports; the schedule walk itself is
+ * in schedule.ts. Register access semantics follow QEMU 7.2 (hcd-uhci.c and
+ * its memory core: the I/O BAR implements 16-bit accesses, a byte access is
+ * carried out as a 16-bit access at that address, a dword access as two
+ * 16-bit accesses, misaligned accesses are rejected and read as 0).
+ *
+ * Nothing here knows about Xen, QEMU or libusb: guest memory, the IRQ line
+ * and time come in through the platform interfaces.
+ */
+import type { Clock, TimerHandle } from '../platform/clock.js';
+import type { IrqLine } from '../platform/irq.js';
+import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
+import type { UsbDevice, UsbPacket } from '../usb/packet.js';
+import {
+  FRNUM_MASK,
+  NUM_PORTS,
+  REG,
+  SOFMOD_DEFAULT,
+  UNIMPLEMENTED_READ,
+  USBCMD,
+  USBSTS,
+} from './registers.js';
+import { RootPort } from './root-port.js';
+import { ScheduleEngine, PENDING_IOC, PENDING_SPD, type ScheduleHost } from './schedule.js';
+import type { WireTimer } from './wire-timer.js';
+import { defaultWireTimer } from './default-wire-timer.js';
+
+export const CMD_RS = 1 << 0;
+export const CMD_HCRESET = 1 << 1;
+export const CMD_GRESET = 1 << 2;
+export const CMD_EGSM = 1 << 3;
+export const CMD_FGR = 1 << 4;
+export const CMD_SWDBG = 1 << 5;
+export const CMD_CF = 1 << 6;
+export const CMD_MAXP = 1 << 7;
+
+export const STS_USBINT = 1 << 0;
+export const STS_USBERRINT = 1 << 1;
+export const STS_RD = 1 << 2;
+export const STS_HSE = 1 << 3;
+export const STS_HCPE = 1 << 4;
+export const STS_HCHALTED = 1 << 5;
+
+export const INTR_TOCRC = 1 << 0;
+export const INTR_RESUME = 1 << 1;
+export const INTR_IOC = 1 << 2;
+export const INTR_SP = 1 << 3;
+
+/** One frame is 1 ms (USB 2.0 §5.12.2 / UHCI DG §2.1.4). */
+export const FRAME_NS = 1_000_000;
+/** Frames processed per timer callback before yielding to the event loop. */
+export const DEFAULT_MAX_BATCH = 64;
+/**
+ * A host that falls further behind than this (e.g. the process was stopped)
+ * skips frames instead of replaying them all (frames are counted, the
+ * schedule is not run; isochronous data of those frames is lost).
+ */
+export const MAX_CATCH_UP_FRAMES = 2048;
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export interface Logger {
+  log(level: LogLevel, component: string, msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface UhciControllerOptions {
+  mem: GuestMemory;
+  irq: IrqLine;
+  clock: Clock;
+  /** PCI bus-master enable: DMA is only possible while this returns true. */
+  busMaster?: () => boolean;
+  timer?: WireTimer;
+  logger?: Logger;
+  /** Frames per timer wake-up at most (catch-up batches). */
+  maxBatch?: number;
+  /**
+   * Wake up every `tickFrames` frames instead of every frame: frames are still
+   * processed in order with their own frame numbers, up to `tickFrames - 1` ms
+   * late. 1 = exact timing.
+   */
+  tickFrames?: number;
+}
+
+/** Plain, JSON-able snapshot of the controller (see saveState). */
+export interface UhciControllerState {
+  version: 1;
+  cmd: number;
+  status: number;
+  status2: number;
+  intr: number;
+  frnum: number;
+  flBase: number;
+  sofmod: number;
+  ports: number[];
+  pendingInt: number;
+  /** ns until the current frame ends (running only). */
+  frameRemainingNs: number | null;
+}
+
+export class UhciController {
+  cmd = 0;
+  status = STS_HCHALTED;
+  /** Hidden status: which of IOC (bit 0) / short packet (bit 1) caused USBINT (as QEMU). */
+  status2 = 0;
+  intr = 0;
+  frnum = 0;
+  flBase = 0;
+  sofmod = SOFMOD_DEFAULT;
+  readonly ports: RootPort[] = [];
+  readonly engine: ScheduleEngine;
+  private irqLevel = false;
+  private frameEndNs = 0;
+  private timerHandle: TimerHandle | null = null;
+  private readonly mem: GuestMemory;
+  private readonly irq: IrqLine;
+  private readonly clock: Clock;
+  private readonly busMaster: () => boolean;
+  private readonly logger: Logger | undefined;
+  private readonly maxBatch: number;
+  private readonly tickFrames: number;
+  private inCatchUp = false;
+  /** Frames processed since creation (statistics). */
+  framesProcessed = 0;
+  framesSkipped = 0;
+
+  constructor(opts: UhciControllerOptions) {
+    this.mem = opts.mem;
+    this.irq = opts.irq;
+    this.clock = opts.clock;
+    this.busMaster = opts.busMaster ?? (() => true);
+    this.logger = opts.logger;
+    this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.tickFrames = Math.max(1, opts.tickFrames ?? 1);
+    for (let i = 0; i < NUM_PORTS; i++) {
+      this.ports.push(new RootPort(i, { resume: () => this.resume() }));
+    }
+    const self = this;
+    const timer = opts.timer ?? defaultWireTimer;
+    const host: ScheduleHost = {
+      get mem() {
+        return self.dmaMemory;
+      },
+      timer,
+      findDevice: (addr) => this.findDevice(addr),
+      raiseStatus: (bits) => {
+        this.status |= bits;
+        this.updateIrq();
+      },
+      fatal: (kind, why) => this.fatal(kind, why),
+      get singleStep() {
+        return (self.cmd & CMD_SWDBG) !== 0;
+      },
+      stopAfterTransaction: () => {
+        this.cmd &= ~CMD_RS;
+        this.status |= STS_HCHALTED;
+      },
+      get maxp64() {
+        return (self.cmd & CMD_MAXP) !== 0;
+      },
+      get sofmod() {
+        return self.sofmod & 0x7f;
+      },
+      log: (level, msg) => this.log(level, msg),
+    };
+    this.engine = new ScheduleEngine(host);
+    this.updateIrq();
+  }
+
+  /** Guest memory as seen by DMA: refused while bus mastering is disabled. */
+  private readonly dmaMemory: GuestMemory = {
+    read: (addr, buf) => {
+      this.checkDma(addr, buf.length, false);
+      this.mem.read(addr, buf);
+    },
+    write: (addr, buf) => {
+      this.checkDma(addr, buf.length, true);
+      this.mem.write(addr, buf);
+    },
+  };
+
+  private checkDma(addr: number, len: number, write: boolean): void {
+    if (!this.busMaster()) throw new DmaDisabled(addr, len, write);
+  }
+
+  private log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+    this.logger?.log(level, 'uhci', msg, { frame: this.frnum, ...fields });
+  }
+
+  get running(): boolean {
+    return (this.cmd & CMD_RS) !== 0;
+  }
+
+  // ---------------------------------------------------------------- I/O BAR
+
+  /**
+   * Read `size` bytes at `offset` inside the 32-byte I/O BAR. Accesses are
+   * split into 16-bit register accesses as QEMU's memory core does for this
+   * device (impl size 2); a misaligned access is rejected and reads 0.
+   */
+  ioRead(offset: number, size: 1 | 2 | 4): number {
+    offset &= 0x1f;
+    if (offset % size !== 0) return 0;
+    this.catchUp();
+    if (size === 4) {
+      return (this.readWord(offset) | (this.readWord(offset + 2) << 16)) >>> 0;
+    }
+    const v = this.readWord(offset);
+    return size === 1 ? v & 0xff : v & 0xffff;
+  }
+
+  ioWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    offset &= 0x1f;
+    if (offset % size !== 0) return;
+    this.catchUp();
+    if (size === 4) {
+      this.writeWord(offset, value & 0xffff);
+      this.writeWord(offset + 2, (value >>> 16) & 0xffff);
+      return;
+    }
+    this.writeWord(offset, size === 1 ? value & 0xff : value & 0xffff);
+  }
+
+  /** One 16-bit register read at a byte offset (QEMU uhci_port_read). */
+  private readWord(offset: number): number {
+    switch (offset) {
+      case REG.USBCMD:
+        return this.cmd;
+      case REG.USBSTS:
+        return this.status;
+      case REG.USBINTR:
+        return this.intr;
+      case REG.FRNUM:
+        return this.frnum;
+      case REG.FLBASEADD:
+        return this.flBase & 0xffff;
+      case REG.FLBASEADD + 2:
+        return (this.flBase >>> 16) & 0xffff;
+      case REG.SOFMOD:
+        return this.sofmod;
+      default:
+        if (offset >= 0x10 && offset <= 0x1f) {
+          const n = (offset >> 1) & 7;
+          if (n < NUM_PORTS) return this.ports[n]!.read();
+        }
+        return UNIMPLEMENTED_READ;
+    }
+  }
+
+  /** One 16-bit register write at a byte offset (QEMU uhci_port_write). */
+  private writeWord(offset: number, val: number): void {
+    switch (offset) {
+      case REG.USBCMD:
+        this.writeCommand(val);
+        return;
+      case REG.USBSTS:
+        // Every status bit is write-1-to-clear (UHCI DG §2.1.2).
+        this.status &= ~val;
+        if (val & STS_USBINT) this.status2 = 0;
+        this.updateIrq();
+        return;
+      case REG.USBINTR:
+        this.intr = val;
+        this.updateIrq();
+        return;
+      case REG.FRNUM:
+        // Writable only while halted (UHCI DG §2.1.4).
+        if (this.status & STS_HCHALTED) this.frnum = val & FRNUM_MASK;
+        return;
+      case REG.FLBASEADD:
+        // Base must be 4 KiB aligned: bits 11:0 are not stored (UHCI DG §2.1.5).
+        this.flBase = ((this.flBase & 0xffff0000) | (val & 0xf000)) >>> 0;
+        return;
+      case REG.FLBASEADD + 2:
+        this.flBase = ((this.flBase & 0x0000ffff) | (val << 16)) >>> 0;
+        return;
+      case REG.SOFMOD:
+        this.sofmod = val & 0xff;
+        return;
+      default:
+        if (offset >= 0x10 && offset <= 0x1f) {
+          const n = (offset >> 1) & 7;
+          if (n < NUM_PORTS) this.ports[n]!.write(val);
+        }
+        return;
+    }
+  }
+
+  private writeCommand(val: number): void {
+    const wasRunning = (this.cmd & CMD_RS) !== 0;
+    if (val & CMD_RS && !wasRunning) {
+      // Start: the first frame ends 1 ms from now (QEMU expire_time).
+      this.frameEndNs = this.clock.nowNs() + FRAME_NS;
+      this.status &= ~STS_HCHALTED;
+      this.armTimer();
+    } else if (!(val & CMD_RS)) {
+      this.status |= STS_HCHALTED;
+    }
+    if (val & CMD_GRESET) {
+      // Global reset: reset signalling on the bus, then a controller reset.
+      for (const p of this.ports) p.device?.reset();
+      this.reset();
+      return;
+    }
+    if (val & CMD_HCRESET) {
+      this.reset();
+      return;
+    }
+    this.cmd = val;
+    if (!(val & CMD_RS)) {
+      this.stopFrames();
+    }
+    if (val & CMD_EGSM) {
+      // Entering global suspend with a resume already pending resumes at once.
+      if (this.ports.some((p) => p.ctrl & (1 << 6))) this.resume();
+    }
+    this.updateIrq();
+  }
+
+  /** Resume signalling during global suspend (QEMU uhci_resume). */
+  private resume(): void {
+    if (this.cmd & CMD_EGSM) {
+      this.cmd |= CMD_FGR;
+      this.status |= STS_RD;
+      this.updateIrq();
+    }
+  }
+
+  // -------------------------------------------------------------- interrupts
+
+  /**
+   * INTx level (UHCI DG §2.1.3, QEMU uhci_update_irq): IOC and short-packet
+   * causes are told apart through the hidden status2; HSE and HCPE always
+   * interrupt.
+   */
+  private updateIrq(): void {
+    const level =
+      (this.status2 & PENDING_IOC && this.intr & INTR_IOC) ||
+      (this.status2 & PENDING_SPD && this.intr & INTR_SP) ||
+      (this.status & STS_USBERRINT && this.intr & INTR_TOCRC) ||
+      (this.status & STS_RD && this.intr & INTR_RESUME) ||
+      this.status & STS_HSE ||
+      this.status & STS_HCPE
+        ? true
+        : false;
+    if (level !== this.irqLevel) {
+      this.irqLevel = level;
+      this.irq.set(level);
+    }
+  }
+
+  get irqAsserted(): boolean {
+    return this.irqLevel;
+  }
+
+  private fatal(kind: 'hcpe' | 'hse', why: string): void {
+    this.status |= kind === 'hcpe' ? STS_HCPE : STS_HSE;
+    this.cmd &= ~CMD_RS;
+    this.status |= STS_HCHALTED;
+    this.log('warn', `${kind === 'hcpe' ? 'HC process error' : 'host system error'}: ${why}`);
+    this.updateIrq();
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  private armTimer(): void {
+    if (this.timerHandle) return;
+    const at = this.frameEndNs + (this.tickFrames - 1) * FRAME_NS;
+    this.timerHandle = this.clock.setTimer(at, () => {
+      this.timerHandle = null;
+      this.onTimer();
+    });
+  }
+
+  private stopFrames(): void {
+    if (this.timerHandle) {
+      this.clock.clearTimer(this.timerHandle);
+      this.timerHandle = null;
+    }
+    this.engine.cancelAll();
+  }
+
+  private onTimer(): void {
+    if (!this.running) return;
+    const more = this.runDueFrames(this.maxBatch);
+    if (!this.running) return;
+    if (more) {
+      // Still behind: continue as soon as the event loop allows.
+      this.timerHandle = this.clock.setTimer(this.clock.nowNs(), () => {
+        this.timerHandle = null;
+        this.onTimer();
+      });
+    } else {
+      this.armTimer();
+    }
+  }
+
+  /**
+   * Bring the controller up to the current time before a guest access, so
+   * that FRNUM and the schedule's write-backs are consistent with the clock.
+   */
+  catchUp(): void {
+    if (!this.running || this.inCatchUp) return;
+    this.runDueFrames(MAX_CATCH_UP_FRAMES);
+  }
+
+  /** Process frames whose end time has passed, at most `limit`. Returns true if more are due. */
+  private runDueFrames(limit: number): boolean {
+    this.inCatchUp = true;
+    try {
+      const now = this.clock.nowNs();
+      let due = Math.floor((now - this.frameEndNs) / FRAME_NS) + 1;
+      if (due <= 0) return false;
+      if (due > MAX_CATCH_UP_FRAMES) {
+        const skip = due - MAX_CATCH_UP_FRAMES;
+        this.frnum = (this.frnum + skip) & FRNUM_MASK;
+        this.frameEndNs += skip * FRAME_NS;
+        this.framesSkipped += skip;
+        this.log('warn', `host fell ${due} frames behind; skipped ${skip}`);
+        due = MAX_CATCH_UP_FRAMES;
+      }
+      const n = Math.min(due, limit);
+      for (let i = 0; i < n && this.running; i++) this.runOneFrame();
+      return this.running && due > n;
+    } finally {
+      this.inCatchUp = false;
+    }
+  }
+
+  /** Process the frame FRNUM, then advance FRNUM and raise end-of-frame interrupts. */
+  runOneFrame(): void {
+    this.engine.processFrame(this.flBase, this.frnum);
+    this.framesProcessed++;
+    // FRNUM counts the frame being processed; it advances at its end (UHCI DG §2.1.4).
+    this.frnum = (this.frnum + 1) & FRNUM_MASK;
+    this.frameEndNs += FRAME_NS;
+    const pending = this.engine.pendingInt;
+    if (pending) {
+      this.engine.pendingInt = 0;
+      this.status2 |= pending;
+      this.status |= STS_USBINT;
+      this.updateIrq();
+    }
+  }
+
+  // ------------------------------------------------------------------- reset
+
+  /** HCRESET / PCI reset: registers to defaults, ports reset, packets cancelled. */
+  reset(): void {
+    this.stopFrames();
+    this.cmd = 0;
+    this.status = STS_HCHALTED;
+    this.status2 = 0;
+    this.intr = 0;
+    this.flBase = 0;
+    this.sofmod = SOFMOD_DEFAULT;
+    this.frnum = 0;
+    for (const p of this.ports) p.controllerReset();
+    this.updateIrq();
+  }
+
+  // ----------------------------------------------------------------- devices
+
+  private findDevice(addr: number): UsbDevice | null {
+    for (const p of this.ports) {
+      if (!p.enabled || !p.device) continue;
+      if (p.device.address === addr) return p.device;
+    }
+    return null;
+  }
+
+  attach(portIndex: number, dev: UsbDevice): void {
+    const port = this.ports[portIndex];
+    if (!port) throw new RangeError(`no root port ${portIndex}`);
+    if (port.device) throw new Error(`root port ${portIndex + 1} is occupied by ${port.device.productName}`);
+    this.catchUp();
+    dev.attach({
+      complete: (packet: UsbPacket) => this.engine.asyncComplete(packet),
+      wakeup: () => port.wakeup(),
+    });
+    port.attach(dev);
+    this.updateIrq();
+  }
+
+  detach(portIndex: number): UsbDevice | null {
+    const port = this.ports[portIndex];
+    if (!port || !port.device) return null;
+    this.catchUp();
+    const dev = port.device;
+    this.engine.cancelDevice(dev);
+    port.detach();
+    dev.detach();
+    this.updateIrq();
+    return dev;
+  }
+
+  // ------------------------------------------------------------ save/restore
+
+  saveState(): UhciControllerState {
+    this.catchUp();
+    return {
+      version: 1,
+      cmd: this.cmd,
+      status: this.status,
+      status2: this.status2,
+      intr: this.intr,
+      frnum: this.frnum,
+      flBase: this.flBase,
+      sofmod: this.sofmod,
+      ports: this.ports.map((p) => p.ctrl),
+      pendingInt: this.engine.pendingInt,
+      frameRemainingNs: this.running ? Math.max(0, this.frameEndNs - this.clock.nowNs()) : null,
+    };
+  }
+
+  /**
+   * Restore a snapshot. Packets that were in flight are not carried over:
+   * their TDs are still Active in guest memory and run again (as QEMU does
+   * after migration).
+   */
+  loadState(s: UhciControllerState): void {
+    if (!s || s.version !== 1) throw new StateError('unsupported UHCI controller state version');
+    this.stopFrames();
+    this.cmd = s.cmd & 0xffff;
+    this.status = s.status & 0xffff;
+    this.status2 = s.status2 & 3;
+    this.intr = s.intr & 0xffff;
+    this.frnum = s.frnum & FRNUM_MASK;
+    this.flBase = s.flBase >>> 0;
+    this.sofmod = s.sofmod & 0xff;
+    s.ports.forEach((v, i) => {
+      const p = this.ports[i];
+      if (p) p.ctrl = v & 0xffff & ~0x30;
+    });
+    this.engine.pendingInt = s.pendingInt & 3;
+    if (this.running) {
+      this.frameEndNs = this.clock.nowNs() + (s.frameRemainingNs ?? FRAME_NS);
+      this.armTimer();
+    }
+    this.updateIrq();
+  }
+
+  /** Decoded register view for logs and the monitor. */
+  describe(): string {
+    return [
+      USBCMD.format(this.cmd),
+      USBSTS.format(this.status),
+      `USBINTR=0x${this.intr.toString(16)}`,
+      `FRNUM=0x${this.frnum.toString(16)}`,
+      `FLBASEADD=0x${this.flBase.toString(16)}`,
+      `SOFMOD=${this.sofmod}`,
+      ...this.ports.map((p, i) => `PORTSC${i + 1}=${p.format()}`),
+    ].join(' ');
+  }
+}
+
+/** DMA attempted while PCI bus mastering is disabled (treated as a master abort → HSE). */
+export class DmaDisabled extends GuestMemoryFault {
+  constructor(addr: number, length: number, write: boolean) {
+    super(addr, length, write);
+    this.message = `DMA ${write ? 'write' : 'read'} at 0x${addr.toString(16)} with bus mastering disabled`;
+    this.name = 'DmaDisabled';
+  }
+}
+
+export class StateError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'StateError';
+  }
+}
+

@@ -1,0 +1,462 @@
+/**
+ * The UHCI schedule engine: one frame's walk of frame list → QH → TD
+ * (UHCI Design Guide §3.4 "Data structure processing"), executing each
+ * active TD as a USB transaction against the device at its address.
+ *
+ * Work per frame is bounded three ways, because Linux builds a schedule
+ * that loops on purpose (full-speed bandwidth reclamation, FSBR):
+ *  - wire time: every transaction costs its bit times (WireTimer) and a
+ *    transaction that cannot finish before EOF is left for the next frame;
+ *  - idle loops: when the walk comes back to a QH and no TD completed since
+ *    the last visit, nothing more can happen this frame (QEMU's rule);
+ *  - a hard cap on link fetches per frame (MAX_LINKS_PER_FRAME), which also
+ *    models the memory bandwidth a real controller spends fetching.
+ *
+ * Devices that answer `async` keep their TD in flight: the TD stays Active
+ * in guest memory and is completed exactly once when the device finishes
+ * and the walk reaches it again; a TD the guest unlinks or deactivates is
+ * cancelled at the device (QEMU's UHCIQueue/UHCIAsync semantics).
+ */
+import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
+import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type TokenPid, type UsbDevice } from '../usb/packet.js';
+import {
+  LINK_PTR_MASK,
+  LINK_Q,
+  LINK_T,
+  LINK_VF,
+  TDC_ACTIVE,
+  TDC_ACTLEN_MASK,
+  TDC_BABBLE,
+  TDC_CERR_MASK,
+  TDC_CERR_SHIFT,
+  TDC_CRCTO,
+  TDC_IOC,
+  TDC_IOS,
+  TDC_LS,
+  TDC_NAK,
+  TDC_SPD,
+  TDC_STALLED,
+  tokenMaxLen,
+  tokenQueueKey,
+} from './descriptors.js';
+import type { WireTimer } from './wire-timer.js';
+
+/** Hard cap on frame-list/QH/TD fetches in one frame (QEMU uses 256 link follows). */
+export const MAX_LINKS_PER_FRAME = 1024;
+/** QH loop detector size (QEMU: UHCI_MAX_QUEUES 128). */
+const MAX_QH_SEEN = 128;
+/** Frames an in-flight TD may go unseen before it counts as unlinked and is cancelled. */
+export const INFLIGHT_UNSEEN_FRAMES = 32;
+/** Largest buffer a TD can describe: MaxLen field 0x4FF → 1280 bytes (UHCI DG §3.2.3); larger values are invalid. */
+export const MAX_TD_LENGTH = 0x500;
+
+/** End-of-frame interrupt causes kept until the frame ends (QEMU's pending_int_mask). */
+export const PENDING_IOC = 1;
+export const PENDING_SPD = 2;
+
+export type TdOutcome = 'stop-frame' | 'complete' | 'next-qh' | 'async';
+
+/** Everything the engine needs from its controller. */
+export interface ScheduleHost {
+  readonly mem: GuestMemory;
+  readonly timer: WireTimer;
+  /** Device at USB address `addr` behind an enabled port, or null. */
+  findDevice(addr: number): UsbDevice | null;
+  /** Set USBSTS bits (and update the IRQ line). */
+  raiseStatus(bits: number): void;
+  /** HC Process Error or Host System Error: status set, RS cleared, controller halts. */
+  fatal(kind: 'hcpe' | 'hse', why: string): void;
+  /** Software debug mode: stop after this transaction. */
+  readonly singleStep: boolean;
+  stopAfterTransaction(): void;
+  readonly maxp64: boolean;
+  readonly sofmod: number;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
+
+/** A TD whose packet the device has not finished (or finished but not yet written back). */
+export interface InFlight {
+  tdAddr: number;
+  token: number;
+  ctrl: number;
+  buffer: number;
+  device: UsbDevice;
+  packet: UsbPacket;
+  done: boolean;
+  lastSeenFrame: number;
+}
+
+export interface FrameStats {
+  links: number;
+  transactions: number;
+  bits: number;
+  completed: number;
+}
+
+const USBSTS_USBERRINT = 1 << 1;
+
+export class ScheduleEngine {
+  /** In-flight async packets by TD address. */
+  readonly inflight = new Map<number, InFlight>();
+  /** Endpoints (token queue keys) with an in-flight packet: one at a time per endpoint. */
+  private readonly busyEndpoints = new Map<number, InFlight>();
+  /** Interrupt causes to report at the end of the current frame. */
+  pendingInt = 0;
+  /** Frame counter for in-flight bookkeeping (monotonic, not FRNUM). */
+  private frameSerial = 0;
+  readonly stats: FrameStats = { links: 0, transactions: 0, bits: 0, completed: 0 };
+
+  // Per-frame scratch (no allocation per frame).
+  private readonly qhSeen = new Uint32Array(MAX_QH_SEEN);
+  private qhSeenCount = 0;
+  private readonly word = new Uint8Array(16);
+  private readonly outBuf = new Uint8Array(MAX_TD_LENGTH);
+  private elapsed = 0;
+  private frameBits = 12000;
+
+  constructor(private readonly host: ScheduleHost) {}
+
+  private read32(addr: number): number {
+    const w = this.word.subarray(0, 4);
+    this.host.mem.read(addr >>> 0, w);
+    return (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
+  }
+  private write32(addr: number, value: number): void {
+    const w = this.word.subarray(0, 4);
+    w[0] = value & 0xff;
+    w[1] = (value >>> 8) & 0xff;
+    w[2] = (value >>> 16) & 0xff;
+    w[3] = (value >>> 24) & 0xff;
+    this.host.mem.write(addr >>> 0, w);
+  }
+
+  /**
+   * Process one frame. Returns false if the walk stopped on a DMA fault or a
+   * process error (the controller has been halted by `host.fatal`).
+   */
+  processFrame(flBase: number, frnum: number): boolean {
+    const host = this.host;
+    const stats = this.stats;
+    stats.links = 0;
+    stats.transactions = 0;
+    stats.completed = 0;
+    this.frameSerial++;
+    this.frameBits = host.timer.frameBits(host.sofmod);
+    this.elapsed = 0;
+    this.qhSeenCount = 0;
+    let completedSinceLoop = 0;
+    try {
+      let link = this.read32(flBase + ((frnum & 0x3ff) << 2));
+      let qhAddr = 0; // current QH (0: none)
+      let qhHead = 0;
+      while ((link & LINK_T) === 0) {
+        if (++stats.links > MAX_LINKS_PER_FRAME) {
+          host.log('debug', 'frame link budget exhausted');
+          break;
+        }
+        if (link & LINK_Q) {
+          const addr = link & LINK_PTR_MASK;
+          if (this.seenQh(addr)) {
+            // Back at a QH we already visited this frame: a schedule loop (e.g.
+            // Linux FSBR). Keep going only while transactions complete.
+            if (completedSinceLoop === 0) break;
+            completedSinceLoop = 0;
+            this.qhSeenCount = 0;
+            this.seenQh(addr);
+          }
+          const head = this.read32(addr);
+          const element = this.read32(addr + 4);
+          if (element & LINK_T) {
+            qhAddr = 0;
+            link = head;
+          } else {
+            qhAddr = addr;
+            qhHead = head;
+            link = element;
+          }
+          continue;
+        }
+        // A TD.
+        const tdAddr = link & LINK_PTR_MASK;
+        const w = this.word;
+        host.mem.read(tdAddr, w);
+        const tdLink = (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
+        const ctrl = (w[4]! | (w[5]! << 8) | (w[6]! << 16) | (w[7]! << 24)) >>> 0;
+        const token = (w[8]! | (w[9]! << 8) | (w[10]! << 16) | (w[11]! << 24)) >>> 0;
+        const buffer = (w[12]! | (w[13]! << 8) | (w[14]! << 16) | (w[15]! << 24)) >>> 0;
+        const result = this.handleTd(tdAddr, ctrl, token, buffer, qhAddr !== 0);
+        if (result === 'stop-frame') break;
+        if (result === 'complete') {
+          completedSinceLoop++;
+          stats.completed++;
+          if (qhAddr !== 0) {
+            // Advance the QH element pointer to the next TD (UHCI DG §3.4.2).
+            this.write32(qhAddr + 4, tdLink);
+            if ((tdLink & LINK_VF) === 0 || (tdLink & LINK_T) !== 0) {
+              qhAddr = 0;
+              link = qhHead;
+            } else {
+              link = tdLink;
+            }
+          } else {
+            link = tdLink;
+          }
+          if (host.singleStep) {
+            host.stopAfterTransaction();
+            break;
+          }
+          continue;
+        }
+        // next-qh / async: leave this queue for now.
+        if (qhAddr !== 0) {
+          qhAddr = 0;
+          link = qhHead;
+        } else {
+          link = tdLink;
+        }
+      }
+    } catch (e) {
+      if (e instanceof GuestMemoryFault) {
+        host.fatal('hse', e.message);
+        return false;
+      }
+      throw e;
+    }
+    this.expireUnseen();
+    return true;
+  }
+
+  private seenQh(addr: number): boolean {
+    const seen = this.qhSeen;
+    for (let i = 0; i < this.qhSeenCount; i++) if (seen[i] === addr) return true;
+    if (this.qhSeenCount >= MAX_QH_SEEN) return true;
+    seen[this.qhSeenCount++] = addr;
+    return false;
+  }
+
+  /** Execute one TD. Writes its status back when it changed. */
+  private handleTd(tdAddr: number, ctrl: number, token: number, buffer: number, inQh: boolean): TdOutcome {
+    const host = this.host;
+    const pending = this.inflight.get(tdAddr);
+    if (pending) {
+      if (pending.token !== token || pending.buffer !== buffer || (ctrl & TDC_ACTIVE) === 0) {
+        // The guest rewrote or deactivated a TD we have in flight: cancel it.
+        this.cancel(pending, 'guest changed a pending TD');
+      } else {
+        pending.lastSeenFrame = this.frameSerial;
+        if (!pending.done) return 'async';
+        this.forget(pending);
+        return this.finish(tdAddr, ctrl, token, buffer, pending.packet, pending.packet.data);
+      }
+    }
+
+    if ((ctrl & TDC_ACTIVE) === 0) {
+      // UHCI DG §3.2.2 / QEMU: an inactive TD with IOC set still requests the interrupt.
+      if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
+      return 'next-qh';
+    }
+
+    const pid = token & 0xff;
+    if (pid !== PID_IN && pid !== PID_OUT && pid !== PID_SETUP) {
+      // Invalid PID: HC Process Error (UHCI DG §2.1.2 HCPE), frame aborted.
+      host.fatal('hcpe', `invalid PID 0x${pid.toString(16)} in TD@0x${tdAddr.toString(16)}`);
+      return 'stop-frame';
+    }
+    const maxLen = tokenMaxLen(token);
+    if (maxLen > MAX_TD_LENGTH) {
+      // MaxLen 0x500..0x7FE is invalid (UHCI DG §3.2.3: "the HC ... sets HC Process Error").
+      host.fatal('hcpe', `invalid MaxLen ${maxLen} in TD@0x${tdAddr.toString(16)}`);
+      return 'stop-frame';
+    }
+
+    const key = tokenQueueKey(token);
+    if (this.busyEndpoints.has(key)) {
+      // Another TD of this endpoint is in flight: keep order, try again later.
+      return 'async';
+    }
+
+    const devaddr = (token >>> 8) & 0x7f;
+    const endpoint = (token >>> 15) & 0xf;
+    const toggle = (token >>> 19) & 1;
+    const lowSpeed = (ctrl & TDC_LS) !== 0;
+    const iso = (ctrl & TDC_IOS) !== 0;
+    const dev = host.findDevice(devaddr);
+
+    // Data phase bytes: OUT/SETUP read from guest memory; IN gets a fresh buffer.
+    let data: Uint8Array;
+    if (pid === PID_IN) {
+      data = new Uint8Array(maxLen);
+    } else {
+      data = new Uint8Array(maxLen);
+      if (maxLen > 0) host.mem.read(buffer, data);
+    }
+
+    if (!dev) {
+      const cost = host.timer.transactionBits(pid, lowSpeed, iso, devaddr, endpoint, toggle, data, maxLen, 'timeout');
+      if (!host.timer.canStart(this.elapsed, cost, this.frameBits, host.maxp64)) return 'stop-frame';
+      this.elapsed += cost;
+      this.stats.transactions++;
+      return this.error(tdAddr, ctrl, 'timeout');
+    }
+
+    // Estimate the wire time before starting: OUT/SETUP know their data; for IN
+    // assume the full MaxLen arrives (a real HC reserves time for it too).
+    const estimate = host.timer.transactionBits(pid, lowSpeed, iso, devaddr, endpoint, toggle, data, maxLen, 'data');
+    if (!host.timer.canStart(this.elapsed, estimate, this.frameBits, host.maxp64)) return 'stop-frame';
+
+    const packet = new UsbPacket(pid as TokenPid, devaddr, endpoint, data, iso);
+    dev.handlePacket(packet);
+    this.stats.transactions++;
+
+    if (packet.status === 'async') {
+      const entry: InFlight = {
+        tdAddr,
+        token,
+        ctrl,
+        buffer,
+        device: dev,
+        packet,
+        done: false,
+        lastSeenFrame: this.frameSerial,
+      };
+      this.inflight.set(tdAddr, entry);
+      this.busyEndpoints.set(key, entry);
+      this.elapsed += estimate;
+      return 'async';
+    }
+
+    const moved = pid === PID_IN ? Math.min(packet.actualLength, maxLen) : maxLen;
+    const outcome = packet.status === 'ack' ? 'data' : packet.status === 'nak' ? 'nak' : packet.status === 'stall' ? 'stall' : 'timeout';
+    this.elapsed += host.timer.transactionBits(pid, lowSpeed, iso, devaddr, endpoint, toggle, data, moved, outcome);
+    void inQh;
+    return this.finish(tdAddr, ctrl, token, buffer, packet, data);
+  }
+
+  /** Write back the result of a finished packet (UHCI DG §3.2.2 status bits). */
+  private finish(
+    tdAddr: number,
+    ctrl: number,
+    token: number,
+    buffer: number,
+    packet: UsbPacket,
+    data: Uint8Array,
+  ): TdOutcome {
+    const pid = token & 0xff;
+    const maxLen = tokenMaxLen(token);
+    // Isochronous TDs are retired after one attempt whatever happens (UHCI DG §3.2.2 IOS).
+    if (ctrl & TDC_IOS) ctrl &= ~TDC_ACTIVE;
+    switch (packet.status) {
+      case 'ack': {
+        const len = pid === PID_IN ? Math.min(packet.actualLength, maxLen) : maxLen;
+        ctrl = (ctrl & ~TDC_ACTLEN_MASK) | ((len - 1) & TDC_ACTLEN_MASK);
+        // A NAK bit left by an earlier attempt is cleared on success (QEMU; Windows relies on it).
+        ctrl &= ~(TDC_ACTIVE | TDC_NAK);
+        if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
+        if (pid === PID_IN && len > 0) this.host.mem.write(buffer, data.subarray(0, len));
+        this.writeCtrl(tdAddr, ctrl);
+        if (pid === PID_IN && ctrl & TDC_SPD && len < maxLen) {
+          // Short packet with SPD: the queue stops here, the QH element is not advanced.
+          this.pendingInt |= PENDING_SPD;
+          return 'next-qh';
+        }
+        return 'complete';
+      }
+      case 'nak':
+        // NAK: the TD stays active; C_ERR is not decremented (UHCI DG §3.2.2).
+        if (!(ctrl & TDC_NAK) || !(ctrl & TDC_ACTIVE)) {
+          ctrl |= TDC_NAK;
+          this.writeCtrl(tdAddr, ctrl);
+        }
+        return 'next-qh';
+      case 'stall':
+        return this.error(tdAddr, ctrl, 'stall');
+      case 'babble':
+        return this.error(tdAddr, ctrl, 'babble');
+      case 'ioerror':
+      case 'nodev':
+      case 'async':
+      default:
+        return this.error(tdAddr, ctrl, 'timeout');
+    }
+  }
+
+  /**
+   * Error completion. Stall and babble retire the TD at once. A CRC/timeout
+   * error decrements C_ERR and retries later; the TD is retired when the
+   * counter goes from 1 to 0, and C_ERR = 0 means "no limit" (UHCI DG
+   * §3.2.2). QEMU 7.2 retires on the first timeout instead (deliberate
+   * deviation; the final TD state is the same for C_ERR 1..3).
+   */
+  private error(tdAddr: number, ctrl: number, kind: 'stall' | 'babble' | 'timeout'): TdOutcome {
+    let retire = true;
+    let result: TdOutcome = 'next-qh';
+    if (kind === 'stall') {
+      ctrl |= TDC_STALLED;
+    } else if (kind === 'babble') {
+      ctrl |= TDC_BABBLE | TDC_STALLED;
+      result = 'stop-frame';
+    } else {
+      ctrl |= TDC_CRCTO;
+      const cerr = (ctrl & TDC_CERR_MASK) >>> TDC_CERR_SHIFT;
+      if (cerr === 0) {
+        retire = false;
+      } else {
+        ctrl = (ctrl & ~TDC_CERR_MASK) | ((cerr - 1) << TDC_CERR_SHIFT);
+        retire = cerr === 1;
+      }
+      if (ctrl & TDC_IOS) retire = true;
+    }
+    if (retire) {
+      ctrl &= ~TDC_ACTIVE;
+      if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
+      this.host.raiseStatus(USBSTS_USBERRINT);
+    }
+    this.writeCtrl(tdAddr, ctrl >>> 0);
+    return result;
+  }
+
+  private writeCtrl(tdAddr: number, ctrl: number): void {
+    this.write32(tdAddr + 4, ctrl >>> 0);
+  }
+
+  /** A device finished an async packet. */
+  asyncComplete(packet: UsbPacket): void {
+    for (const entry of this.inflight.values()) {
+      if (entry.packet === packet) {
+        entry.done = true;
+        return;
+      }
+    }
+  }
+
+  private forget(entry: InFlight): void {
+    this.inflight.delete(entry.tdAddr);
+    const key = tokenQueueKey(entry.token);
+    if (this.busyEndpoints.get(key) === entry) this.busyEndpoints.delete(key);
+  }
+
+  private cancel(entry: InFlight, why: string): void {
+    this.forget(entry);
+    if (!entry.done) entry.device.cancelPacket(entry.packet);
+    this.host.log('debug', `cancel TD@0x${entry.tdAddr.toString(16)}: ${why}`);
+  }
+
+  /** Cancel in-flight TDs the walk has not seen for a while (guest unlinked them). */
+  private expireUnseen(): void {
+    if (this.inflight.size === 0) return;
+    for (const entry of [...this.inflight.values()]) {
+      if (this.frameSerial - entry.lastSeenFrame > INFLIGHT_UNSEEN_FRAMES) this.cancel(entry, 'TD unlinked');
+    }
+  }
+
+  /** Cancel everything (controller stop/reset). */
+  cancelAll(): void {
+    for (const entry of [...this.inflight.values()]) this.cancel(entry, 'controller stopped');
+    this.pendingInt = 0;
+  }
+
+  /** Cancel the packets of one device (unplug). */
+  cancelDevice(dev: UsbDevice): void {
+    for (const entry of [...this.inflight.values()]) if (entry.device === dev) this.cancel(entry, 'device detached');
+  }
+}
