@@ -1,0 +1,124 @@
+/**
+ * The complete PCI function a guest sees: PIIX3/PIIX4 UHCI config space
+ * plus the controller behind BAR4. Transports (Xen ioreq server, QEMU proxy,
+ * replay, tests) drive this object: config cycles, I/O accesses relative to
+ * BAR4, and device hot plug.
+ */
+import type { Clock } from '../platform/clock.js';
+import type { IrqLine } from '../platform/irq.js';
+import type { GuestMemory } from '../platform/memory.js';
+import { UhciConfigSpace, type UhciVariant } from '../pci/config-space.js';
+import { UhciController, type Logger, type UhciControllerState } from '../uhci/controller.js';
+import type { WireTimer } from '../uhci/wire-timer.js';
+import type { UsbDevice } from '../usb/packet.js';
+
+export interface UhciPciFunctionOptions {
+  mem: GuestMemory;
+  irq: IrqLine;
+  clock: Clock;
+  variant?: UhciVariant;
+  logger?: Logger;
+  timer?: WireTimer;
+  maxBatch?: number;
+  tickFrames?: number;
+}
+
+export interface UhciPciFunctionState {
+  version: 1;
+  config: object;
+  controller: UhciControllerState;
+  devices: ({ port: number; state: unknown } | null)[];
+}
+
+export class UhciPciFunction {
+  readonly config: UhciConfigSpace;
+  readonly controller: UhciController;
+  /** Called when the guest moves, enables or disables the I/O window. */
+  onIoWindowChange?: (base: number | null) => void;
+
+  constructor(opts: UhciPciFunctionOptions) {
+    this.config = new UhciConfigSpace(opts.variant ?? 'piix3');
+    this.config.onBarChange = (base) => this.onIoWindowChange?.(base);
+    this.controller = new UhciController({
+      mem: opts.mem,
+      irq: opts.irq,
+      clock: opts.clock,
+      busMaster: () => this.config.busMaster,
+      logger: opts.logger,
+      timer: opts.timer,
+      maxBatch: opts.maxBatch,
+      tickFrames: opts.tickFrames,
+    });
+  }
+
+  configRead(offset: number, size: 1 | 2 | 4): number {
+    return this.config.read(offset, size);
+  }
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    this.config.write(offset, size, value);
+  }
+
+  /** I/O base of BAR4 while I/O decoding is enabled, else null. */
+  get ioBase(): number | null {
+    return this.config.ioBase;
+  }
+
+  /** Access at `offset` inside the 32-byte I/O BAR. */
+  ioRead(offset: number, size: 1 | 2 | 4): number {
+    return this.controller.ioRead(offset, size);
+  }
+  ioWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    this.controller.ioWrite(offset, size, value);
+  }
+
+  /**
+   * Port I/O at an absolute port address: routed to the controller when it
+   * falls inside the enabled BAR4 window. Returns undefined when not ours.
+   */
+  portRead(port: number, size: 1 | 2 | 4): number | undefined {
+    const base = this.config.ioBase;
+    if (base === null || port < base || port >= base + 32) return undefined;
+    return this.ioRead(port - base, size);
+  }
+  portWrite(port: number, size: 1 | 2 | 4, value: number): boolean {
+    const base = this.config.ioBase;
+    if (base === null || port < base || port >= base + 32) return false;
+    this.ioWrite(port - base, size, value);
+    return true;
+  }
+
+  attach(port: number, dev: UsbDevice): void {
+    this.controller.attach(port, dev);
+  }
+  detach(port: number): UsbDevice | null {
+    return this.controller.detach(port);
+  }
+
+  /** PCI reset (RST#, or QEMU DEVICE_RESET): config space and controller to defaults. */
+  reset(): void {
+    this.config.reset();
+    this.controller.reset();
+  }
+
+  saveState(): UhciPciFunctionState {
+    return {
+      version: 1,
+      config: this.config.saveState(),
+      controller: this.controller.saveState(),
+      devices: this.controller.ports.map((p, i) => (p.device ? { port: i, state: p.device.saveState() } : null)),
+    };
+  }
+
+  /** Restore a snapshot onto a function whose devices are already attached on the same ports. */
+  loadState(s: UhciPciFunctionState): void {
+    if (!s || s.version !== 1) throw new Error('unsupported UHCI function state version');
+    this.config.loadState(s.config);
+    s.devices.forEach((d) => {
+      if (!d) return;
+      const dev = this.controller.ports[d.port]?.device;
+      if (!dev) throw new Error(`snapshot has a device on port ${d.port + 1} but none is attached`);
+      dev.loadState(d.state);
+    });
+    this.controller.loadState(s.controller);
+  }
+}
