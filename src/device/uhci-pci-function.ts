@@ -20,7 +20,7 @@ export interface UhciPciFunctionOptions {
   logger?: Logger;
   timer?: WireTimer;
   maxBatch?: number;
-  tickFrames?: number;
+  idleCoalesce?: number;
 }
 
 export interface UhciPciFunctionState {
@@ -39,15 +39,19 @@ export class UhciPciFunction {
   constructor(opts: UhciPciFunctionOptions) {
     this.config = new UhciConfigSpace(opts.variant ?? 'piix3');
     this.config.onBarChange = (base) => this.onIoWindowChange?.(base);
+    // The controller's interrupt goes through the config space (COMMAND.INTX_DISABLE,
+    // STATUS.INTERRUPT) before it reaches the transport's INTx line.
+    this.config.onIntxChange = (asserted) => opts.irq.set(asserted);
+    const config = this.config;
     this.controller = new UhciController({
       mem: opts.mem,
-      irq: opts.irq,
+      irq: { set: (level) => config.setIntxLevel(level) },
       clock: opts.clock,
       busMaster: () => this.config.busMaster,
       logger: opts.logger,
       timer: opts.timer,
       maxBatch: opts.maxBatch,
-      tickFrames: opts.tickFrames,
+      idleCoalesce: opts.idleCoalesce,
     });
   }
 

@@ -58,6 +58,8 @@ export const DEFAULT_MAX_BATCH = 64;
  * schedule is not run; isochronous data of those frames is lost).
  */
 export const MAX_CATCH_UP_FRAMES = 2048;
+/** Consecutive idle frames before the controller starts coalescing wake-ups. */
+export const IDLE_THRESHOLD_FRAMES = 8;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface Logger {
@@ -75,11 +77,13 @@ export interface UhciControllerOptions {
   /** Frames per timer wake-up at most (catch-up batches). */
   maxBatch?: number;
   /**
-   * Wake up every `tickFrames` frames instead of every frame: frames are still
-   * processed in order with their own frame numbers, up to `tickFrames - 1` ms
-   * late. 1 = exact timing.
+   * Idle coalescing: once the schedule has been idle (frames that changed
+   * nothing: no write-back, no interrupt, nothing in flight) for
+   * IDLE_THRESHOLD_FRAMES, wake up only every `idleCoalesce` frames. Frames
+   * are still processed one by one, in order, with their own frame numbers;
+   * guest I/O and device activity catch up at once. 1 = wake every frame.
    */
-  tickFrames?: number;
+  idleCoalesce?: number;
 }
 
 /** Plain, JSON-able snapshot of the controller (see saveState). */
@@ -118,7 +122,10 @@ export class UhciController {
   private readonly busMaster: () => boolean;
   private readonly logger: Logger | undefined;
   private readonly maxBatch: number;
-  private readonly tickFrames: number;
+  private readonly idleCoalesce: number;
+  /** Consecutive frames that changed nothing. */
+  private idleRun = 0;
+  private timerAtNs = 0;
   private inCatchUp = false;
   /** Frames processed since creation (statistics). */
   framesProcessed = 0;
@@ -131,7 +138,7 @@ export class UhciController {
     this.busMaster = opts.busMaster ?? (() => true);
     this.logger = opts.logger;
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
-    this.tickFrames = Math.max(1, opts.tickFrames ?? 1);
+    this.idleCoalesce = Math.max(1, Math.floor(opts.idleCoalesce ?? 1));
     for (let i = 0; i < NUM_PORTS; i++) {
       this.ports.push(new RootPort(i, { resume: () => this.resume() }));
     }
@@ -365,11 +372,27 @@ export class UhciController {
 
   private armTimer(): void {
     if (this.timerHandle) return;
-    const at = this.frameEndNs + (this.tickFrames - 1) * FRAME_NS;
+    const frames = this.idleRun >= IDLE_THRESHOLD_FRAMES ? this.idleCoalesce : 1;
+    const at = this.frameEndNs + (frames - 1) * FRAME_NS;
+    this.timerAtNs = at;
     this.timerHandle = this.clock.setTimer(at, () => {
       this.timerHandle = null;
       this.onTimer();
     });
+  }
+
+  /**
+   * Something may have changed outside the controller's view (a device got
+   * data, a device was plugged): stop coalescing and run the next frame on time.
+   */
+  kick(): void {
+    this.idleRun = 0;
+    if (!this.running) return;
+    if (this.timerHandle && this.timerAtNs > this.frameEndNs) {
+      this.clock.clearTimer(this.timerHandle);
+      this.timerHandle = null;
+    }
+    this.armTimer();
   }
 
   private stopFrames(): void {
@@ -431,6 +454,9 @@ export class UhciController {
   runOneFrame(): void {
     this.engine.processFrame(this.flBase, this.frnum);
     this.framesProcessed++;
+    const engine = this.engine;
+    if (engine.stats.effects === 0 && engine.pendingInt === 0 && engine.inflight.size === 0) this.idleRun++;
+    else this.idleRun = 0;
     // FRNUM counts the frame being processed; it advances at its end (UHCI DG §2.1.4).
     this.frnum = (this.frnum + 1) & FRNUM_MASK;
     this.frameEndNs += FRAME_NS;
@@ -448,6 +474,7 @@ export class UhciController {
   /** HCRESET / PCI reset: registers to defaults, ports reset, packets cancelled. */
   reset(): void {
     this.stopFrames();
+    this.idleRun = 0;
     this.cmd = 0;
     this.status = STS_HCHALTED;
     this.status2 = 0;
@@ -475,11 +502,20 @@ export class UhciController {
     if (port.device) throw new Error(`root port ${portIndex + 1} is occupied by ${port.device.productName}`);
     this.catchUp();
     dev.attach({
-      complete: (packet: UsbPacket) => this.engine.asyncComplete(packet),
-      wakeup: () => port.wakeup(),
+      complete: (packet: UsbPacket) => {
+        this.engine.asyncComplete(packet);
+        this.kick();
+      },
+      wakeup: () => {
+        port.wakeup();
+        this.updateIrq();
+        this.kick();
+      },
+      activity: () => this.kick(),
     });
     port.attach(dev);
     this.updateIrq();
+    this.kick();
   }
 
   detach(portIndex: number): UsbDevice | null {

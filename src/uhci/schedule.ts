@@ -91,6 +91,8 @@ export interface FrameStats {
   transactions: number;
   bits: number;
   completed: number;
+  /** Guest-memory writes and status changes made by the frame (0 = the frame changed nothing). */
+  effects: number;
 }
 
 const USBSTS_USBERRINT = 1 << 1;
@@ -104,12 +106,13 @@ export class ScheduleEngine {
   pendingInt = 0;
   /** Frame counter for in-flight bookkeeping (monotonic, not FRNUM). */
   private frameSerial = 0;
-  readonly stats: FrameStats = { links: 0, transactions: 0, bits: 0, completed: 0 };
+  readonly stats: FrameStats = { links: 0, transactions: 0, bits: 0, completed: 0, effects: 0 };
 
   // Per-frame scratch (no allocation per frame).
   private readonly qhSeen = new Uint32Array(MAX_QH_SEEN);
   private qhSeenCount = 0;
   private readonly word = new Uint8Array(16);
+  private readonly word4 = new Uint8Array(4);
   private readonly outBuf = new Uint8Array(MAX_TD_LENGTH);
   private elapsed = 0;
   private frameBits = 12000;
@@ -117,12 +120,13 @@ export class ScheduleEngine {
   constructor(private readonly host: ScheduleHost) {}
 
   private read32(addr: number): number {
-    const w = this.word.subarray(0, 4);
+    const w = this.word4;
     this.host.mem.read(addr >>> 0, w);
     return (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
   }
   private write32(addr: number, value: number): void {
-    const w = this.word.subarray(0, 4);
+    this.stats.effects++;
+    const w = this.word4;
     w[0] = value & 0xff;
     w[1] = (value >>> 8) & 0xff;
     w[2] = (value >>> 16) & 0xff;
@@ -140,6 +144,7 @@ export class ScheduleEngine {
     stats.links = 0;
     stats.transactions = 0;
     stats.completed = 0;
+    stats.effects = 0;
     this.frameSerial++;
     this.frameBits = host.timer.frameBits(host.sofmod);
     this.elapsed = 0;
@@ -259,12 +264,14 @@ export class ScheduleEngine {
     const pid = token & 0xff;
     if (pid !== PID_IN && pid !== PID_OUT && pid !== PID_SETUP) {
       // Invalid PID: HC Process Error (UHCI DG §2.1.2 HCPE), frame aborted.
+      this.stats.effects++;
       host.fatal('hcpe', `invalid PID 0x${pid.toString(16)} in TD@0x${tdAddr.toString(16)}`);
       return 'stop-frame';
     }
     const maxLen = tokenMaxLen(token);
     if (maxLen > MAX_TD_LENGTH) {
       // MaxLen 0x500..0x7FE is invalid (UHCI DG §3.2.3: "the HC ... sets HC Process Error").
+      this.stats.effects++;
       host.fatal('hcpe', `invalid MaxLen ${maxLen} in TD@0x${tdAddr.toString(16)}`);
       return 'stop-frame';
     }
@@ -320,6 +327,7 @@ export class ScheduleEngine {
         lastSeenFrame: this.frameSerial,
       };
       this.inflight.set(tdAddr, entry);
+      this.stats.effects++;
       this.busyEndpoints.set(key, entry);
       this.elapsed += estimate;
       return 'async';
@@ -352,7 +360,10 @@ export class ScheduleEngine {
         // A NAK bit left by an earlier attempt is cleared on success (QEMU; Windows relies on it).
         ctrl &= ~(TDC_ACTIVE | TDC_NAK);
         if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
-        if (pid === PID_IN && len > 0) this.host.mem.write(buffer, data.subarray(0, len));
+        if (pid === PID_IN && len > 0) {
+          this.stats.effects++;
+          this.host.mem.write(buffer, data.subarray(0, len));
+        }
         this.writeCtrl(tdAddr, ctrl);
         if (pid === PID_IN && ctrl & TDC_SPD && len < maxLen) {
           // Short packet with SPD: the queue stops here, the QH element is not advanced.
@@ -407,6 +418,7 @@ export class ScheduleEngine {
       if (ctrl & TDC_IOS) retire = true;
     }
     if (retire) {
+      this.stats.effects++;
       ctrl &= ~TDC_ACTIVE;
       if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
       this.host.raiseStatus(USBSTS_USBERRINT);

@@ -54,6 +54,11 @@ export interface UsbPortHooks {
   complete(packet: UsbPacket): void;
   /** Remote wakeup request (resume signalling) from a suspended device. */
   wakeup(): void;
+  /**
+   * Optional: the device has something new for the host (input arrived, an
+   * endpoint became ready). Lets an idle controller resume polling at once.
+   */
+  activity?(): void;
 }
 
 /** A USB device attached to a root port (emulated or host passthrough). */

@@ -1,0 +1,51 @@
+/**
+ * uhci-dm command line. Each subcommand lives in its own module; errors a
+ * user can fix (bad arguments, missing QEMU, corrupt files) print one line
+ * and exit with a non-zero code, never a stack trace.
+ */
+import { UsageError } from './args.js';
+
+export const VERSION = '0.1.0';
+
+const USAGE = `usage: uhci-dm <command> [options]
+
+commands:
+  demo          run the controller with an emulated tablet and keyboard, enumerate
+                them with the built-in guest driver, inject input (no Xen needed)
+  help          this text
+  version       print the version
+
+Run 'uhci-dm <command> --help' for a command's options.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  demo: async () => (await import('./demo.js')).demoCommand,
+};
+
+export async function run(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      process.stdout.write(USAGE + '\n');
+      return cmd ? 0 : 2;
+    }
+    if (cmd === 'version' || cmd === '--version') {
+      process.stdout.write(`uhci-dm ${VERSION}\n`);
+      return 0;
+    }
+    const load = commands[cmd];
+    if (!load) throw new UsageError(`unknown command '${cmd}' (try 'uhci-dm help')`);
+    return await (await load())(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`uhci-dm: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof Error && (e as { userFacing?: boolean }).userFacing) {
+      process.stderr.write(`uhci-dm: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
