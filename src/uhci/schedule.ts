@@ -18,7 +18,7 @@
  * cancelled at the device (QEMU's UHCIQueue/UHCIAsync semantics).
  */
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
-import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type TokenPid, type UsbDevice } from '../usb/packet.js';
+import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type TokenPid, type UsbDevice, type UsbStatus } from '../usb/packet.js';
 import {
   LINK_PTR_MASK,
   LINK_Q,
@@ -116,6 +116,24 @@ export class ScheduleEngine {
   private readonly outBuf = new Uint8Array(MAX_TD_LENGTH);
   private elapsed = 0;
   private frameBits = 12000;
+  private scratchBuf = new Uint8Array(MAX_TD_LENGTH);
+  private scratchViews: (Uint8Array | undefined)[] = [];
+  private scratchPacket = new UsbPacket(PID_IN, 0, 0, this.scratchBuf);
+
+  private scratchView(len: number): Uint8Array {
+    let v = this.scratchViews[len];
+    if (!v) {
+      v = this.scratchBuf.subarray(0, len);
+      this.scratchViews[len] = v;
+    }
+    return v;
+  }
+
+  private newScratch(): void {
+    this.scratchBuf = new Uint8Array(MAX_TD_LENGTH);
+    this.scratchViews = [];
+    this.scratchPacket = new UsbPacket(PID_IN, 0, 0, this.scratchBuf);
+  }
 
   constructor(private readonly host: ScheduleHost) {}
 
@@ -290,15 +308,16 @@ export class ScheduleEngine {
     const dev = host.findDevice(devaddr);
 
     // Data phase bytes: OUT/SETUP read from guest memory; IN gets a fresh buffer.
-    let data: Uint8Array;
-    if (pid === PID_IN) {
-      data = new Uint8Array(maxLen);
-    } else {
-      data = new Uint8Array(maxLen);
-      if (maxLen > 0) host.mem.read(buffer, data);
-    }
+    // Data phase bytes: OUT/SETUP read from guest memory; IN gets a zeroed
+    // buffer. Views of one scratch buffer are reused (no allocation per frame).
+    const data = this.scratchView(maxLen);
+    if (pid === PID_IN) data.fill(0);
+    else if (maxLen > 0) host.mem.read(buffer, data);
 
-    if (!dev) {
+    // A low-speed device does not see full-speed packets and vice versa: the
+    // TD's LS bit must match the device (UHCI DG §3.2.2 LS); else no answer.
+    const speedMismatch = dev !== null && (dev.speed === 'low') !== lowSpeed;
+    if (!dev || speedMismatch) {
       const cost = host.timer.transactionBits(pid, lowSpeed, iso, devaddr, endpoint, toggle, data, maxLen, 'timeout');
       if (!host.timer.canStart(this.elapsed, cost, this.frameBits, host.maxp64)) return 'stop-frame';
       this.elapsed += cost;
@@ -311,17 +330,26 @@ export class ScheduleEngine {
     const estimate = host.timer.transactionBits(pid, lowSpeed, iso, devaddr, endpoint, toggle, data, maxLen, 'data');
     if (!host.timer.canStart(this.elapsed, estimate, this.frameBits, host.maxp64)) return 'stop-frame';
 
-    const packet = new UsbPacket(pid as TokenPid, devaddr, endpoint, data, iso);
-    dev.handlePacket(packet);
+    const packet = this.scratchPacket;
+    packet.pid = pid as TokenPid;
+    packet.devaddr = devaddr;
+    packet.endpoint = endpoint;
+    packet.data = data;
+    packet.iso = iso;
+    packet.status = 'ack' as UsbStatus;
+    packet.actualLength = 0;
+    dev!.handlePacket(packet);
     this.stats.transactions++;
 
     if (packet.status === 'async') {
+      // The device keeps this packet and its buffer: give them up and start a new scratch.
+      this.newScratch();
       const entry: InFlight = {
         tdAddr,
         token,
         ctrl,
         buffer,
-        device: dev,
+        device: dev!,
         packet,
         done: false,
         lastSeenFrame: this.frameSerial,

@@ -300,6 +300,20 @@ describe('schedule engine (UHCI DG §3)', () => {
     expect(dev.cancelled.length).toBe(1);
   });
 
+  test('a full-speed TD to a low-speed device gets no answer (UHCI DG §3.2.2 LS)', () => {
+    const { hc, sb, clock } = setup();
+    const dev = new FakeDevice('low');
+    plug(hc, 0, dev, 1);
+    dev.fallback = { status: 'ack' };
+    const fs = sb.td({ pid: PID_OUT, dev: 1, maxLen: 1, buffer: sb.buffer([1]), cerr: 1 });
+    const ls = sb.td({ pid: PID_OUT, dev: 1, maxLen: 1, buffer: sb.buffer([2]), ls: true, link: fs });
+    sb.setFrame(ls, 0);
+    start(hc, sb);
+    clock.advance(FRAME_NS);
+    expect(dev.seen.map((x) => x.data[0])).toEqual([2]);
+    expect(sb.ctrlOf(fs) & (TDC_ACTIVE | TDC_CRCTO)).toBe(TDC_CRCTO);
+  });
+
   test('invalid PID → HC process error, halt, interrupt', () => {
     const { hc, sb, clock, irq } = setup();
     const td = sb.td({ pid: 0xa5, maxLen: 1 });
