@@ -25,7 +25,7 @@ import {
 import { RootPort } from './root-port.js';
 import { ScheduleEngine, PENDING_IOC, PENDING_SPD, type ScheduleHost } from './schedule.js';
 import type { WireTimer } from './wire-timer.js';
-import { defaultWireTimer } from './default-wire-timer.js';
+import { uhciWireTimer } from './timing.js';
 
 export const CMD_RS = 1 << 0;
 export const CMD_HCRESET = 1 << 1;
@@ -143,7 +143,7 @@ export class UhciController {
       this.ports.push(new RootPort(i, { resume: () => this.resume() }));
     }
     const self = this;
-    const timer = opts.timer ?? defaultWireTimer;
+    const timer = opts.timer ?? uhciWireTimer;
     const host: ScheduleHost = {
       get mem() {
         return self.dmaMemory;

@@ -17,8 +17,8 @@
  *
  * Bit stuffing (§7.1.9): after six consecutive ones the transmitter inserts
  * a zero, counted over the actual bits (LSB first, §8.1) from the SYNC's last
- * bit on: "the data one that ends the Sync Pattern is counted as the first
- * one in a sequence". Fields do not reset the count; a zero is still stuffed
+ * bit on (the one that ends the SYNC pattern counts as the first one of a
+ * run). Fields do not reset the count; a zero is still stuffed
  * if the sixth one is the last bit before EOP. The CRCs are part of the
  * stuffed stream, so they are computed (../usb/crc.ts).
  *
@@ -30,11 +30,12 @@
  *   device's reply, as seen by the host. A device must answer within 6.5
  *   (7.5 with a captive cable) bit times at its own connector (§7.1.18.1);
  *   the host waits up to 16–18 (§7.1.19.1) to cover cables and hubs. The
- *   value is calibrated, not measured: 11 is the one integer for which the
- *   full-speed control, interrupt, bulk and isochronous transaction-limit
- *   tables of USB 2.0 §5.5.4–§5.8.4 are all reproduced within ±1
- *   transaction per frame (see test/uhci/timing.test.ts; 10 over-counts bulk,
- *   12 under-counts control).
+ *   value is calibrated, not measured: for packets without stuffing, 11 is
+ *   the one integer for which the full-speed control, interrupt, bulk and
+ *   isochronous transaction-limit tables of USB 2.0 §5.5.4–§5.8.4 are all
+ *   met within ±1 transaction per frame (with 10, 1-byte bulk exceeds
+ *   Table 5-9 by 2; with 12, 5-byte control falls 2 short of Table 5-2).
+ *   See test/uhci/timing.test.ts.
  * - TIMEOUT_BITS = 17: a host that gets no answer gives up 18 bit times after
  *   the end of its EOP's SE0 (§7.1.19.1: not before 16, by 18), i.e. 17 after
  *   the EOP as counted here.
@@ -53,17 +54,21 @@
  * The tables of §5.5.4–§5.8.4 count bytes: max per frame =
  * floor(1500 / (overhead + payload)) with overheads 45 (control transfer:
  * setup + one data + status stage), 13 (interrupt, bulk) and 9
- * (isochronous). This model charges 104 + 8n bits for a non-isochronous
- * transaction whose bits need no stuffing (3 EOPs, 2 host gaps, 1
- * turnaround: 102 + 8n, plus the CRC16's own stuffing where it has six
- * ones), 72 + 8n for an isochronous OUT and 370 + 8n for a control transfer,
- * so per-frame counts stay within ±1 of the tables (tested for every payload
- * size). Isochronous IN pays a turnaround (82 + 8n) that the 9-byte table
- * overhead has no room for, so it falls below the table for payloads under
- * ~26 bytes. The low-speed tables (Table 5-1, 5-6: overheads 63 and 19
- * bytes) count each full-speed PRE packet as two whole low-speed bytes and
- * are not reachable by a wire model; our low-speed costs follow §5.11.3's
- * equations instead (tested within ±1 transaction per frame).
+ * (isochronous), leaving bit stuffing out. Without stuffing this model
+ * charges 102 + 8n bits for a non-isochronous transaction (table: 104 + 8n),
+ * 72 + 8n for an isochronous OUT (table: 72 + 8n) and 370 + 8n for a control
+ * transfer (table: 360 + 8n); after the SOF slot, per-frame counts stay
+ * within ±1 of the tables for every payload size once the packets' real
+ * stuffing is added to the table's bytes (tested; zero-filled payloads still
+ * stuff where a CRC16 holds six ones). Isochronous IN pays a turnaround
+ * (82 + 8n) that the 9-byte table overhead has no room for, so it falls below
+ * the table for small payloads. The low-speed tables (Table 5-1, 5-6:
+ * overheads 63 and 19 bytes, in low-speed bytes) budget more than the wire
+ * needs (6 bytes over the full-speed 13 for an interrupt transaction, as if
+ * the two full-speed PRE packets were low-speed bytes); our low-speed costs
+ * follow §5.11.3's equations instead (tested within ±1 transaction per
+ * frame), which fit 8 interrupt transactions of 8 bytes where Table 5-6 has
+ * 6; control (3) matches Table 5-1.
  */
 import { CRC16_TABLE, crc5 } from '../usb/crc.js';
 import type { WireTimer } from './wire-timer.js';
@@ -302,9 +307,10 @@ export function transactionBitTimes(
 // End of frame
 
 /**
- * Bit times a full-speed transaction with an FSMAX-byte data packet needs in
- * the worst case (every data bit a one, so 8·n/6 stuffed zeros): the
- * "critical window" at the end of a frame in UHCI terms.
+ * Bit times a full-speed OUT/IN with an FSMAX-byte data packet can need at
+ * most (an upper bound on stuffing: one zero per six bits of PID, data and
+ * CRC, and of the token's 24 bits): the "critical window" at the end of a
+ * frame in UHCI terms.
  */
 export function fsmaxWindowBits(maxp64: boolean): number {
   const n = maxp64 ? 64 : 32;
