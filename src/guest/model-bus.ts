@@ -15,8 +15,10 @@ export class InProcessBus implements GuestBus {
   constructor(
     readonly fn: UhciPciFunction,
     readonly mem: FlatMemory,
-    readonly clock: ManualClock,
+    readonly clock: ManualClock | null,
     readonly slot = 5,
+    /** How `wait` passes time when there is no ManualClock (real time: sleep). */
+    private readonly sleeper: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
   ) {}
 
   private configTarget(): number | null {
@@ -81,6 +83,7 @@ export class InProcessBus implements GuestBus {
     this.mem.write(addr, bytes);
   }
   async wait(ms: number): Promise<void> {
-    this.clock.advance(ms * 1_000_000);
+    if (this.clock) this.clock.advance(ms * 1_000_000);
+    else await this.sleeper(ms);
   }
 }

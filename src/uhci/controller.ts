@@ -372,13 +372,26 @@ export class UhciController {
 
   private armTimer(): void {
     if (this.timerHandle) return;
-    const frames = this.idleRun >= IDLE_THRESHOLD_FRAMES ? this.idleCoalesce : 1;
+    const frames = this.coalescedFrames();
     const at = this.frameEndNs + (frames - 1) * FRAME_NS;
     this.timerAtNs = at;
     this.timerHandle = this.clock.setTimer(at, () => {
       this.timerHandle = null;
       this.onTimer();
     });
+  }
+
+  /**
+   * Frames to run per wake-up: 1 while the schedule is active; once idle for
+   * IDLE_THRESHOLD_FRAMES, a power of two that grows with the idle time (half
+   * the idle run) up to `idleCoalesce`, so a schedule that just went quiet is
+   * still polled often and a long-idle one costs few wake-ups.
+   */
+  private coalescedFrames(): number {
+    if (this.idleRun < IDLE_THRESHOLD_FRAMES || this.idleCoalesce <= 1) return 1;
+    let n = 1;
+    while (n * 2 <= this.idleRun / 2 && n * 2 <= this.idleCoalesce) n *= 2;
+    return n;
   }
 
   /**

@@ -1,0 +1,42 @@
+/**
+ * Benchmark child: our model with an emulated tablet on the real clock,
+ * enumerated by the built-in guest driver, then left running the Linux-style
+ * idle schedule (or a busy bulk schedule). Prints "ready" on stdout; the
+ * parent measures this process's CPU from /proc.
+ * argv: idle|busy [idleCoalesce]
+ */
+import { UhciPciFunction } from '../src/device/uhci-pci-function.js';
+import { InProcessBus } from '../src/guest/model-bus.js';
+import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
+import { RealClock } from '../src/platform/clock.js';
+import { LatchedIrq } from '../src/platform/irq.js';
+import { FlatMemory } from '../src/platform/memory.js';
+import { createDevice } from '../src/usb/devices.js';
+import { installLinuxSchedule } from './linux-schedule.js';
+import { installBulkLoad } from './bulk-load.js';
+
+async function main(): Promise<void> {
+  const mode = process.argv[2] ?? 'idle';
+  const coalesce = Number(process.argv[3] ?? '128');
+  const clock = new RealClock();
+  const mem = new FlatMemory(128 << 20);
+  const fn = new UhciPciFunction({ mem, irq: new LatchedIrq(), clock, idleCoalesce: coalesce });
+  const tablet = createDevice('usb-tablet', { clock, portPath: '1' });
+  fn.attach(0, tablet);
+  const bus = new InProcessBus(fn, mem, null, 5);
+  const driver = new UhciGuestDriver(bus);
+  await driver.probe();
+  await driver.start();
+  const dev = await driver.enumerate(0);
+  const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
+  await bus.outl(driver.ioBase + 0x08, sched.frameList);
+  if (mode === 'busy') await installBulkLoad(bus, sched, dev.address);
+  process.stdout.write('ready\n');
+  // Stay alive; the parent kills us.
+  setInterval(() => undefined, 1 << 30);
+}
+
+main().catch((e) => {
+  process.stderr.write(String(e?.stack ?? e) + '\n');
+  process.exit(1);
+});
