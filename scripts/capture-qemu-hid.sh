@@ -72,7 +72,8 @@ timeout 300 qemu-system-x86_64 -accel tcg -m 512 -nodefaults -nographic -serial 
   -device piix3-usb-uhci -device usb-tablet -device usb-kbd -device usb-mouse \
   </dev/null | tr -d '\r' > "$WORK/console.txt"
 
-sed -n '/===CAPTURE-BEGIN===/,/===CAPTURE-END===/p' "$WORK/console.txt" > "$OUT/raw-console.txt"
+sed -n '/===CAPTURE-BEGIN===/,/===CAPTURE-END===/p' "$WORK/console.txt" \
+  | sed 's/^.*===CAPTURE-BEGIN===/===CAPTURE-BEGIN===/' > "$OUT/raw-console.txt"
 { echo "# qemu: $(qemu-system-x86_64 --version | head -1)"; echo "# kernel: $KVER"; cat "$OUT/raw-console.txt"; } > "$WORK/r" && mv "$WORK/r" "$OUT/raw-console.txt"
 grep -q '===CAPTURE-END===' "$OUT/raw-console.txt" || { echo "capture incomplete, see $OUT/raw-console.txt" >&2; exit 1; }
 echo "wrote $OUT/raw-console.txt"

@@ -65,7 +65,46 @@ static void intr(int fd, const char *label, int ep, int len, int timeout) {
   printf("\n");
 }
 
+/*
+ * --reports DEV MPS NAME...: for each scenario NAME print "WAIT NAME", give
+ * the host 2 s to inject input (the device is not polled meanwhile), then
+ * read interrupt reports of MPS bytes until one read times out, printing
+ * "REP NAME <hex>" per report and "DONE NAME".
+ */
+static int reports(int argc, char **argv) {
+  int fd = open(argv[2], O_RDWR);
+  int mps = atoi(argv[3]);
+  if (fd < 0) { printf("open %s failed\n", argv[2]); return 1; }
+  /* SET_IDLE(0): no idle reports; also makes QEMU route pointer input here. */
+  ctl(fd, "set_idle0", 0x21, 10, 0, 0, 0, 0);
+  for (int a = 4; a < argc; a++) {
+    printf("WAIT %s\n", argv[a]);
+    fflush(stdout);
+    sleep(2);
+    for (;;) {
+      struct usbdevfs_bulktransfer b;
+      memset(&b, 0, sizeof b);
+      memset(buf, 0, sizeof buf);
+      b.ep = 0x81;
+      b.len = mps;
+      b.timeout = 300;
+      b.data = buf;
+      int r = ioctl(fd, USBDEVFS_BULK, &b);
+      if (r < 0) break;
+      printf("REP %s ", argv[a]);
+      for (int i = 0; i < r; i++) printf("%02x", buf[i]);
+      printf("\n");
+    }
+    printf("DONE %s\n", argv[a]);
+    fflush(stdout);
+  }
+  close(fd);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc > 3 && strcmp(argv[1], "--reports") == 0) return reports(argc, argv);
   for (int a = 1; a < argc; a++) {
     int fd = open(argv[a], O_RDWR);
     if (fd < 0) { printf("open %s failed\n", argv[a]); continue; }

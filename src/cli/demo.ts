@@ -49,7 +49,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const fn = new UhciPciFunction({ mem, irq, clock, logger });
   const devices = portSpecs.map((spec, i) => {
     if (spec === 'none') return null;
-    const dev = createDevice(spec, { clock, portPath: String(i + 1) });
+    const dev = createDevice(spec, { clock, hcdPath: '0000:00:05.0', portPath: String(i + 1) });
     fn.attach(i, dev);
     return dev;
   });

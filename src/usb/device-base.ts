@@ -54,6 +54,7 @@ import {
   encodeLangIdTable,
   encodeStringDescriptor,
   type ConfigDescriptor,
+  type DeviceDescriptor,
   type InterfaceDescriptor,
 } from './descriptors.js';
 
@@ -123,9 +124,9 @@ export type UsbDeviceState = 'detached' | 'attached' | 'default' | 'address' | '
 /** Descriptor tables the standard requests answer from. */
 export interface StandardDescriptors {
   /** Device tables for the running speed. */
-  device: import('./descriptors.js').DeviceDescriptor;
+  device: DeviceDescriptor;
   /** The other speed's tables (DEVICE_QUALIFIER / OTHER_SPEED_CONFIGURATION). */
-  otherSpeed?: import('./descriptors.js').DeviceDescriptor;
+  otherSpeed?: DeviceDescriptor;
   /** bcdUSB sent in the device descriptor. */
   bcdUSB: number;
   strings: readonly (string | undefined)[];
@@ -314,6 +315,8 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
     // core.c usb_wakeup: the port is told only if the host enabled
     // DEVICE_REMOTE_WAKEUP; the port itself decides whether it is suspended
     // (hcd-uhci.c uhci_wakeup sets Resume Detect only on a suspended port).
+    // Tell an idle controller to poll again at once (uhci-dm extension).
+    this.hooks?.activity?.();
     if (this.remoteWakeupEnabled && this.hooks) this.hooks.wakeup();
   }
 

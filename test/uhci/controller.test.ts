@@ -412,3 +412,33 @@ describe('save/restore', () => {
     expect(b.hc.ioRead(0x06, 2)).toBe(8);
   });
 });
+
+describe('idle coalescing', () => {
+  test('an idle schedule wakes rarely; device activity resumes per-frame polling at once', () => {
+    const mem = new FlatMemory(0x100000);
+    const clock = new ManualClock();
+    const hc = new UhciController({ mem, irq: new LatchedIrq(), clock, idleCoalesce: 64 });
+    const sb = new ScheduleBuilder(mem);
+    const dev = new FakeDevice();
+    plug(hc, 0, dev, 1);
+    const buf = sb.buffer(4);
+    const td = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 4, buffer: buf });
+    sb.setFrame(ScheduleBuilder.q(sb.qh(LINK_T, td)));
+    let wakeups = 0;
+    const setTimer = clock.setTimer.bind(clock);
+    clock.setTimer = (at, cb) => setTimer(at, () => (wakeups++, cb()));
+    start(hc, sb);
+    clock.advance(500 * FRAME_NS);
+    expect(wakeups).toBeLessThan(40);
+    // A guest access catches up: every frame is processed, in order.
+    expect(hc.ioRead(0x06, 2)).toBe(500);
+    expect(dev.seen.length).toBe(500);
+    const before = dev.seen.length;
+    dev.script = [{ status: 'ack', data: [1, 2, 3, 4] }];
+    dev.hooks!.activity!();
+    clock.advance(FRAME_NS);
+    expect(dev.seen.length).toBe(before + 1);
+    expect(sb.ctrlOf(td) & TDC_ACTIVE).toBe(0);
+    expect(sb.bytes(buf, 4)).toEqual([1, 2, 3, 4]);
+  });
+});

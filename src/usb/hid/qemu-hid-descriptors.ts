@@ -159,8 +159,7 @@ function config(kind: HidKind, interval: number): ConfigDescriptor {
   return {
     value: 1,
     iConfiguration: f.configString,
-    // Bus powered with remote wakeup ("42" serial comment in older QEMU:
-    // remote wakeup works), 100 mA.
+    // Bus powered, remote-wakeup capable (bmAttributes 0xa0), 100 mA.
     attributes: CFG_ATT_ONE | CFG_ATT_REMOTE_WAKEUP,
     maxPower: 50,
     interfaces: [
