@@ -201,31 +201,53 @@ export class UhciController {
   // ---------------------------------------------------------------- I/O BAR
 
   /**
-   * Read `size` bytes at `offset` inside the 32-byte I/O BAR. Accesses are
-   * split into 16-bit register accesses as QEMU's memory core does for this
-   * device (impl size 2); a misaligned access is rejected and reads 0.
+   * Read `size` bytes at `offset` inside the 32-byte I/O BAR, as QEMU 7.2's
+   * memory core carries it out for this device: the access is cut into
+   * naturally aligned pieces (the largest power of two that fits the
+   * remaining length and the alignment of the address, memory_access_size),
+   * and each piece becomes 16-bit register accesses (impl size 2): a 1-byte
+   * piece is a 16-bit access at that same address of which one byte is
+   * used, a 4-byte piece is two 16-bit accesses. Bytes past the BAR float
+   * high (unassigned I/O reads all ones).
    */
   ioRead(offset: number, size: 1 | 2 | 4): number {
     offset &= 0x1f;
-    if (offset % size !== 0) return 0;
     this.catchUp();
-    if (size === 4) {
-      return (this.readWord(offset) | (this.readWord(offset + 2) << 16)) >>> 0;
+    let value = 0;
+    let done = 0;
+    while (done < size) {
+      const off = offset + done;
+      const len = pieceLength(off, size - done);
+      let piece: number;
+      if (off >= 0x20) piece = len === 4 ? 0xffffffff : len === 2 ? 0xffff : 0xff;
+      else if (len === 1) piece = this.readWord(off) & 0xff;
+      else if (len === 2) piece = this.readWord(off) & 0xffff;
+      else piece = (this.readWord(off) | (this.readWord(off + 2) << 16)) >>> 0;
+      value = (value | (piece << (done * 8))) >>> 0;
+      done += len;
     }
-    const v = this.readWord(offset);
-    return size === 1 ? v & 0xff : v & 0xffff;
+    return size === 4 ? value >>> 0 : value & (size === 2 ? 0xffff : 0xff);
   }
 
+  /** Write `size` bytes at `offset`, cut into pieces as for ioRead. */
   ioWrite(offset: number, size: 1 | 2 | 4, value: number): void {
     offset &= 0x1f;
-    if (offset % size !== 0) return;
     this.catchUp();
-    if (size === 4) {
-      this.writeWord(offset, value & 0xffff);
-      this.writeWord(offset + 2, (value >>> 16) & 0xffff);
-      return;
+    let done = 0;
+    while (done < size) {
+      const off = offset + done;
+      const len = pieceLength(off, size - done);
+      if (off < 0x20) {
+        const piece = done === 0 && len === 4 ? value >>> 0 : (value >>> (done * 8)) & (len === 1 ? 0xff : len === 2 ? 0xffff : 0xffffffff);
+        if (len === 4) {
+          this.writeWord(off, piece & 0xffff);
+          this.writeWord(off + 2, (piece >>> 16) & 0xffff);
+        } else {
+          this.writeWord(off, piece);
+        }
+      }
+      done += len;
     }
-    this.writeWord(offset, size === 1 ? value & 0xff : value & 0xffff);
   }
 
   /** One 16-bit register read at a byte offset (QEMU uhci_port_read). */
@@ -494,7 +516,9 @@ export class UhciController {
     this.intr = 0;
     this.flBase = 0;
     this.sofmod = SOFMOD_DEFAULT;
-    this.frnum = 0;
+    // FRNUM is left as it was: QEMU 7.2's uhci_reset does not touch it (the
+    // design guide is silent on FRNUM for HCRESET; guests write FRNUM after
+    // a reset, Linux writes 0).
     for (const p of this.ports) p.controllerReset();
     this.updateIrq();
   }
@@ -601,6 +625,19 @@ export class UhciController {
       ...this.ports.map((p, i) => `PORTSC${i + 1}=${p.format()}`),
     ].join(' ');
   }
+}
+
+/**
+ * Length of the next piece of an access at `offset` with `remaining` bytes
+ * left: the largest power of two ≤ remaining (max 4) that the offset is
+ * aligned to (QEMU softmmu/physmem.c memory_access_size for a region without
+ * unaligned support).
+ */
+export function pieceLength(offset: number, remaining: number): 1 | 2 | 4 {
+  let len = remaining >= 4 ? 4 : remaining >= 2 ? 2 : 1;
+  const align = offset & -offset;
+  if (align !== 0 && align < len) len = align;
+  return len as 1 | 2 | 4;
 }
 
 /** DMA attempted while PCI bus mastering is disabled (treated as a master abort → HSE). */

@@ -286,6 +286,14 @@ export class ScheduleEngine {
       host.fatal('hcpe', `invalid PID 0x${pid.toString(16)} in TD@0x${tdAddr.toString(16)}`);
       return 'stop-frame';
     }
+    if (pid === PID_SETUP && ((token >>> 15) & 0xf) !== 0) {
+      // SETUP to an endpoint other than 0: treated as a schedule error (HCPE,
+      // frame aborted, TD untouched), as QEMU 7.2.21+ does since the
+      // CVE-2024-8354 fix; our emulated devices have no other control endpoint.
+      this.stats.effects++;
+      host.fatal('hcpe', `SETUP to endpoint ${(token >>> 15) & 0xf} in TD@0x${tdAddr.toString(16)}`);
+      return 'stop-frame';
+    }
     const maxLen = tokenMaxLen(token);
     if (maxLen > MAX_TD_LENGTH) {
       // MaxLen 0x500..0x7FE is invalid (UHCI DG §3.2.3: "the HC ... sets HC Process Error").

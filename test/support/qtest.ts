@@ -60,8 +60,16 @@ export class QtestClient {
     });
     // Writes after QEMU died fail with EPIPE; the waiters are rejected on exit.
     proc.stdin.on('error', () => undefined);
+    // If this Node process ends without close() (an uncaught error, EPIPE on
+    // stdout, process.exit), QEMU would outlive it: QEMU keeps running when
+    // its qtest stdin closes. Kill it synchronously on our way out.
+    const killOnExit = (): void => {
+      if (!this.exited) proc.kill('SIGKILL');
+    };
+    process.once('exit', killOnExit);
     this.exitPromise = new Promise((resolve) => {
       proc.on('exit', (code, signal) => {
+        process.removeListener('exit', killOnExit);
         this.exited = true;
         this.failAll(new QtestError(`QEMU exited (code ${code}, signal ${signal}): ${this.stderrTail.trim()}`));
         resolve();
