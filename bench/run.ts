@@ -5,6 +5,7 @@
  * schedule; RSS of one instance.
  */
 import { benchCpu } from './cpu.js';
+import { benchReplay } from './replay.js';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? '10');
 
@@ -16,6 +17,8 @@ async function main(): Promise<void> {
     );
     if (mode === 'idle') process.stdout.write(`rss  model ${(r.modelRssBytes / 1048576).toFixed(1)} MiB (one instance, 128 MiB guest RAM buffer)\n`);
   }
+  const rp = await benchReplay(seconds);
+  process.stdout.write(`replay idle tablet trace: ${rp.traceSeconds} s of guest time replayed in ${rp.replaySeconds.toFixed(3)} s = ${rp.ratio.toFixed(0)}x real time (goal >= 100x)\n`);
 }
 
 main().catch((e) => {

@@ -13,6 +13,8 @@ import { ManualClock } from '../platform/clock.js';
 import { LatchedIrq } from '../platform/irq.js';
 import { FlatMemory } from '../platform/memory.js';
 import { createDevice } from '../usb/devices.js';
+import { createRecordedFunction } from '../trace/recorded-function.js';
+import { Recorder } from '../trace/recorder.js';
 import { parseArgs, optionHelp, UsageError, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
@@ -20,6 +22,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   port2: { value: true, help: 'device on port 2 (tablet|mouse|keyboard|none), default keyboard' },
   json: { value: false, help: 'print the result as JSON' },
   verbose: { value: false, help: 'log controller events' },
+  record: { value: true, help: 'record everything that crosses the model boundary to FILE (.uhcitrace.gz)' },
   help: { value: false, help: 'this text' },
 };
 
@@ -46,7 +49,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const mem = new FlatMemory(16 << 20);
   const irq = new LatchedIrq();
   const logger = p.options.has('verbose') ? new StreamLogger({ level: 'debug' }) : undefined;
-  const fn = new UhciPciFunction({ mem, irq, clock, logger });
+  const recordPath = p.options.get('record')?.[0];
+  const recorder = recordPath ? Recorder.toFile(recordPath, { notes: `uhci-dm demo ${portSpecs.join(' ')}` }) : null;
+  const fn = recorder ? createRecordedFunction({ mem, irq, clock, logger, recorder }) : new UhciPciFunction({ mem, irq, clock, logger });
   const devices = portSpecs.map((spec, i) => {
     if (spec === 'none') return null;
     const dev = createDevice(spec, { clock, hcdPath: '0000:00:05.0', portPath: String(i + 1) });
@@ -82,6 +87,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
       events.push({ port: d.port, report: [...r] });
       say(`port ${d.port + 1} ${d.product}: report ${[...r].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`);
     }
+  }
+  if (recorder) {
+    const summary = await recorder.close();
+    say(`recorded ${summary.events} events, ${summary.frames} frames to ${recordPath}`);
   }
   say(`${enumerated.length} device(s) enumerated, ${events.length} input report(s), ${fn.controller.framesProcessed} frames run, FRNUM=0x${fn.controller.frnum.toString(16)}`);
   if (json) {

@@ -12,6 +12,8 @@ const USAGE = `usage: uhci-dm <command> [options]
 commands:
   demo          run the controller with an emulated tablet and keyboard, enumerate
                 them with the built-in guest driver, inject input (no Xen needed)
+  replay FILE   re-run a recorded trace against the current model and verify every
+                output byte for byte (exit 1 on divergence, 2 on a bad file)
   help          this text
   version       print the version
 
@@ -21,6 +23,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
+  replay: async () => (await import('./replay.js')).replayCommand,
 };
 
 export async function run(argv: string[]): Promise<number> {

@@ -1,0 +1,74 @@
+/**
+ * A decoded view of one frame's schedule (frame list entry → QHs → TDs,
+ * UHCI DG §3) from whatever memory a trace knows, for divergence reports.
+ */
+import {
+  LINK_PTR_MASK,
+  LINK_Q,
+  LINK_T,
+  decodeQh,
+  decodeTd,
+  formatLink,
+  formatQh,
+  formatTd,
+} from '../uhci/descriptors.js';
+
+export interface ByteSource {
+  bytes(addr: number, n: number): Uint8Array;
+}
+
+function le32(b: Uint8Array): number {
+  return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+}
+
+export function describeTd(mem: ByteSource, addr: number): string {
+  return formatTd(addr, decodeTd(mem.bytes(addr, 16)));
+}
+
+export function describeQh(mem: ByteSource, addr: number): string {
+  return formatQh(addr, decodeQh(mem.bytes(addr, 8)));
+}
+
+/** Lines describing frame `frnum`'s schedule, at most `limit` QHs/TDs. */
+export function describeFrame(mem: ByteSource, flBase: number, frnum: number, limit = 16): string[] {
+  const index = frnum & 0x3ff;
+  const entry = (flBase & 0xfffff000) + index * 4;
+  let link = le32(mem.bytes(entry, 4));
+  const out = [`frame list[${index}] @0x${entry.toString(16)} -> ${formatLink(link)}`];
+  const seen = new Set<number>();
+  let shown = 0;
+  while (!(link & LINK_T)) {
+    if (shown >= limit) {
+      out.push('  ...');
+      break;
+    }
+    const addr = (link & LINK_PTR_MASK) >>> 0;
+    if (seen.has(addr)) {
+      out.push(`  (back to ${formatLink(link)}: loop)`);
+      break;
+    }
+    seen.add(addr);
+    if (link & LINK_Q) {
+      const qh = decodeQh(mem.bytes(addr, 8));
+      out.push('  ' + formatQh(addr, qh));
+      shown++;
+      let el = qh.element;
+      while (!(el & LINK_T) && !(el & LINK_Q) && shown < limit) {
+        const ta = (el & LINK_PTR_MASK) >>> 0;
+        if (seen.has(ta)) break;
+        seen.add(ta);
+        const td = decodeTd(mem.bytes(ta, 16));
+        out.push('    ' + formatTd(ta, td));
+        shown++;
+        el = td.link;
+      }
+      link = qh.head;
+    } else {
+      const td = decodeTd(mem.bytes(addr, 16));
+      out.push('  ' + formatTd(addr, td));
+      shown++;
+      link = td.link;
+    }
+  }
+  return out;
+}
