@@ -8,6 +8,11 @@ export interface GuestMemory {
   read(addr: number, buf: Uint8Array): void;
   /** Copy `buf` to guest-physical `addr`. Throws GuestMemoryFault when unmapped. */
   write(addr: number, buf: Uint8Array): void;
+  /**
+   * Optional fast path: the little-endian dword at `addr` (same faults as
+   * read). The schedule engine uses it for link and descriptor fetches.
+   */
+  readU32?(addr: number): number;
 }
 
 /** A DMA access hit an address the guest has no RAM at. */
@@ -32,17 +37,30 @@ export class FlatMemory implements GuestMemory {
     return this.bytes.length;
   }
   private check(addr: number, len: number, write: boolean): void {
-    if (!Number.isInteger(addr) || addr < 0 || addr + len > this.bytes.length) {
+    if (!(addr >= 0 && addr + len <= this.bytes.length) || addr !== Math.floor(addr)) {
       throw new GuestMemoryFault(addr, len, write);
     }
   }
   read(addr: number, buf: Uint8Array): void {
-    this.check(addr, buf.length, false);
-    buf.set(this.bytes.subarray(addr, addr + buf.length));
+    const n = buf.length;
+    this.check(addr, n, false);
+    const b = this.bytes;
+    if (n <= 32) {
+      // Schedule fetches are 4 or 16 bytes: a loop avoids a subarray allocation.
+      for (let i = 0; i < n; i++) buf[i] = b[addr + i]!;
+    } else {
+      buf.set(b.subarray(addr, addr + n));
+    }
   }
   write(addr: number, buf: Uint8Array): void {
-    this.check(addr, buf.length, true);
-    this.bytes.set(buf, addr);
+    const n = buf.length;
+    this.check(addr, n, true);
+    const b = this.bytes;
+    if (n <= 32) {
+      for (let i = 0; i < n; i++) b[addr + i] = buf[i]!;
+    } else {
+      b.set(buf, addr);
+    }
   }
   readU32(addr: number): number {
     this.check(addr, 4, false);

@@ -146,7 +146,8 @@ export class UhciController {
     const timer = opts.timer ?? uhciWireTimer;
     const host: ScheduleHost = {
       get mem() {
-        return self.dmaMemory;
+        // Bus mastering is sampled once per frame (it cannot change while a frame runs).
+        return self.busMaster() ? self.mem : self.dmaDisabled;
       },
       timer,
       findDevice: (addr) => this.findDevice(addr),
@@ -174,21 +175,15 @@ export class UhciController {
     this.updateIrq();
   }
 
-  /** Guest memory as seen by DMA: refused while bus mastering is disabled. */
-  private readonly dmaMemory: GuestMemory = {
+  /** Guest memory as DMA sees it while bus mastering is disabled: every access fails. */
+  private readonly dmaDisabled: GuestMemory = {
     read: (addr, buf) => {
-      this.checkDma(addr, buf.length, false);
-      this.mem.read(addr, buf);
+      throw new DmaDisabled(addr, buf.length, false);
     },
     write: (addr, buf) => {
-      this.checkDma(addr, buf.length, true);
-      this.mem.write(addr, buf);
+      throw new DmaDisabled(addr, buf.length, true);
     },
   };
-
-  private checkDma(addr: number, len: number, write: boolean): void {
-    if (!this.busMaster()) throw new DmaDisabled(addr, len, write);
-  }
 
   private log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     this.logger?.log(level, 'uhci', msg, { frame: this.frnum, ...fields });

@@ -45,6 +45,8 @@ import type { WireTimer } from './wire-timer.js';
 export const MAX_LINKS_PER_FRAME = 1024;
 /** QH loop detector size (QEMU: UHCI_MAX_QUEUES 128). */
 const MAX_QH_SEEN = 128;
+/** Hash table slots for the loop detector (power of two, at least 2 × MAX_QH_SEEN). */
+const QH_TABLE_SIZE = 256;
 /** Frames an in-flight TD may go unseen before it counts as unlinked and is cancelled. */
 export const INFLIGHT_UNSEEN_FRAMES = 32;
 /** Largest buffer a TD can describe: MaxLen field 0x4FF → 1280 bytes (UHCI DG §3.2.3); larger values are invalid. */
@@ -109,13 +111,23 @@ export class ScheduleEngine {
   readonly stats: FrameStats = { links: 0, transactions: 0, bits: 0, completed: 0, effects: 0 };
 
   // Per-frame scratch (no allocation per frame).
-  private readonly qhSeen = new Uint32Array(MAX_QH_SEEN);
+  /**
+   * QHs visited since the last loop reset: an open-addressing hash set whose
+   * slots are valid only when their epoch matches (clearing = epoch + 1).
+   */
+  private readonly qhSeenKeys = new Uint32Array(QH_TABLE_SIZE);
+  private readonly qhSeenEpochs = new Uint32Array(QH_TABLE_SIZE);
+  private qhEpoch = 1;
   private qhSeenCount = 0;
   private readonly word = new Uint8Array(16);
   private readonly word4 = new Uint8Array(4);
   private readonly outBuf = new Uint8Array(MAX_TD_LENGTH);
   private elapsed = 0;
   private frameBits = 12000;
+  /** Guest memory for this frame (sampled from the host at frame start). */
+  private mem: GuestMemory = { read() {}, write() {} };
+  /** `mem` when it offers readU32, else null. */
+  private fast: GuestMemory | null = null;
   private scratchBuf = new Uint8Array(MAX_TD_LENGTH);
   private scratchViews: (Uint8Array | undefined)[] = [];
   private scratchPacket = new UsbPacket(PID_IN, 0, 0, this.scratchBuf);
@@ -138,8 +150,10 @@ export class ScheduleEngine {
   constructor(private readonly host: ScheduleHost) {}
 
   private read32(addr: number): number {
+    const fast = this.fast;
+    if (fast) return fast.readU32!(addr >>> 0);
     const w = this.word4;
-    this.host.mem.read(addr >>> 0, w);
+    this.mem.read(addr >>> 0, w);
     return (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
   }
   private write32(addr: number, value: number): void {
@@ -149,7 +163,7 @@ export class ScheduleEngine {
     w[1] = (value >>> 8) & 0xff;
     w[2] = (value >>> 16) & 0xff;
     w[3] = (value >>> 24) & 0xff;
-    this.host.mem.write(addr >>> 0, w);
+    this.mem.write(addr >>> 0, w);
   }
 
   /**
@@ -165,8 +179,10 @@ export class ScheduleEngine {
     stats.effects = 0;
     this.frameSerial++;
     this.frameBits = host.timer.frameBits(host.sofmod);
+    this.mem = host.mem;
+    this.fast = this.mem.readU32 ? this.mem : null;
     this.elapsed = 0;
-    this.qhSeenCount = 0;
+    this.resetQhSeen();
     let completedSinceLoop = 0;
     try {
       let link = this.read32(flBase + ((frnum & 0x3ff) << 2));
@@ -184,7 +200,7 @@ export class ScheduleEngine {
             // Linux FSBR). Keep going only while transactions complete.
             if (completedSinceLoop === 0) break;
             completedSinceLoop = 0;
-            this.qhSeenCount = 0;
+            this.resetQhSeen();
             this.seenQh(addr);
           }
           const head = this.read32(addr);
@@ -201,12 +217,21 @@ export class ScheduleEngine {
         }
         // A TD.
         const tdAddr = link & LINK_PTR_MASK;
-        const w = this.word;
-        host.mem.read(tdAddr, w);
-        const tdLink = (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
-        const ctrl = (w[4]! | (w[5]! << 8) | (w[6]! << 16) | (w[7]! << 24)) >>> 0;
-        const token = (w[8]! | (w[9]! << 8) | (w[10]! << 16) | (w[11]! << 24)) >>> 0;
-        const buffer = (w[12]! | (w[13]! << 8) | (w[14]! << 16) | (w[15]! << 24)) >>> 0;
+        let tdLink: number, ctrl: number, token: number, buffer: number;
+        const fast = this.fast;
+        if (fast) {
+          tdLink = fast.readU32!(tdAddr);
+          ctrl = fast.readU32!(tdAddr + 4);
+          token = fast.readU32!(tdAddr + 8);
+          buffer = fast.readU32!(tdAddr + 12);
+        } else {
+          const w = this.word;
+          this.mem.read(tdAddr, w);
+          tdLink = (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
+          ctrl = (w[4]! | (w[5]! << 8) | (w[6]! << 16) | (w[7]! << 24)) >>> 0;
+          token = (w[8]! | (w[9]! << 8) | (w[10]! << 16) | (w[11]! << 24)) >>> 0;
+          buffer = (w[12]! | (w[13]! << 8) | (w[14]! << 16) | (w[15]! << 24)) >>> 0;
+        }
         const result = this.handleTd(tdAddr, ctrl, token, buffer, qhAddr !== 0);
         if (result === 'stop-frame') break;
         if (result === 'complete') {
@@ -249,13 +274,32 @@ export class ScheduleEngine {
     return true;
   }
 
+  private resetQhSeen(): void {
+    this.qhSeenCount = 0;
+    if (++this.qhEpoch === 0xffffffff) {
+      this.qhSeenEpochs.fill(0);
+      this.qhEpoch = 1;
+    }
+  }
+
+  /** Record a QH visit; true if it was already visited (or the table is full, as QEMU's qhdb). */
   private seenQh(addr: number): boolean {
-    const seen = this.qhSeen;
-    for (let i = 0; i < this.qhSeenCount; i++) if (seen[i] === addr) return true;
+    const keys = this.qhSeenKeys;
+    const epochs = this.qhSeenEpochs;
+    const epoch = this.qhEpoch;
+    let i = (Math.imul(addr >>> 4, 0x9e3779b1) >>> 24) & (QH_TABLE_SIZE - 1);
+    for (;;) {
+      if (epochs[i] !== epoch) break;
+      if (keys[i] === addr) return true;
+      i = (i + 1) & (QH_TABLE_SIZE - 1);
+    }
     if (this.qhSeenCount >= MAX_QH_SEEN) return true;
-    seen[this.qhSeenCount++] = addr;
+    epochs[i] = epoch;
+    keys[i] = addr;
+    this.qhSeenCount++;
     return false;
   }
+
 
   /** Execute one TD. Writes its status back when it changed. */
   private handleTd(tdAddr: number, ctrl: number, token: number, buffer: number, inQh: boolean): TdOutcome {
@@ -320,7 +364,7 @@ export class ScheduleEngine {
     // buffer. Views of one scratch buffer are reused (no allocation per frame).
     const data = this.scratchView(maxLen);
     if (pid === PID_IN) data.fill(0);
-    else if (maxLen > 0) host.mem.read(buffer, data);
+    else if (maxLen > 0) this.mem.read(buffer, data);
 
     // A low-speed device does not see full-speed packets and vice versa: the
     // TD's LS bit must match the device (UHCI DG §3.2.2 LS); else no answer.
@@ -398,7 +442,7 @@ export class ScheduleEngine {
         if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
         if (pid === PID_IN && len > 0) {
           this.stats.effects++;
-          this.host.mem.write(buffer, data.subarray(0, len));
+          this.mem.write(buffer, data.subarray(0, len));
         }
         this.writeCtrl(tdAddr, ctrl);
         if (pid === PID_IN && ctrl & TDC_SPD && len < maxLen) {
