@@ -12,14 +12,14 @@ import { StreamLogger } from '../log/logger.js';
 import { ManualClock } from '../platform/clock.js';
 import { LatchedIrq } from '../platform/irq.js';
 import { FlatMemory } from '../platform/memory.js';
-import { createDevice } from '../usb/devices.js';
+import { createUsbDevice, isEmulatedDeviceSpec, DEVICE_SPECS } from '../usb/devices.js';
 import { createRecordedFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { parseArgs, optionHelp, UsageError, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
-  port1: { value: true, help: 'device on port 1 (tablet|mouse|keyboard|none), default tablet' },
-  port2: { value: true, help: 'device on port 2 (tablet|mouse|keyboard|none), default keyboard' },
+  port1: { value: true, help: 'device on port 1 (tablet|mouse|keyboard|gadget-zero|none), default tablet' },
+  port2: { value: true, help: 'device on port 2 (tablet|mouse|keyboard|gadget-zero|none), default keyboard' },
   json: { value: false, help: 'print the result as JSON' },
   verbose: { value: false, help: 'log controller events' },
   record: { value: true, help: 'record everything that crosses the model boundary to FILE (.uhcitrace.gz)' },
@@ -44,6 +44,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     if (!json) process.stdout.write(s + '\n');
   };
   const portSpecs = [p.options.get('port1')?.[0] ?? 'tablet', p.options.get('port2')?.[0] ?? 'keyboard'];
+  portSpecs.forEach((spec, i) => {
+    if (spec !== 'none' && !isEmulatedDeviceSpec(spec)) {
+      throw new UsageError(`--port${i + 1}: unknown device '${spec}' (expected ${DEVICE_SPECS.join(', ')} or none)`);
+    }
+  });
 
   const clock = new ManualClock();
   const mem = new FlatMemory(16 << 20);
@@ -54,7 +59,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const fn = recorder ? createRecordedFunction({ mem, irq, clock, logger, recorder }) : new UhciPciFunction({ mem, irq, clock, logger });
   const devices = portSpecs.map((spec, i) => {
     if (spec === 'none') return null;
-    const dev = createDevice(spec, { clock, hcdPath: '0000:00:05.0', portPath: String(i + 1) });
+    const dev = createUsbDevice(spec, { clock, hcdPath: '0000:00:05.0', portPath: String(i + 1) });
     fn.attach(i, dev);
     return dev;
   });
@@ -77,6 +82,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const toggles = [0, 0];
   for (const d of enumerated) {
     const dev = devices[d.port]!;
+    if (!d.interruptIn) continue;
     if ('moveTo' in dev) (dev as { moveTo(x: number, y: number): boolean }).moveTo(0x4000, 0x2000);
     if ('type' in dev) (dev as { type(t: string): void }).type('hi');
     if ('move' in dev && !('moveTo' in dev)) (dev as { move(dx: number, dy: number): boolean }).move(5, -3);

@@ -14,6 +14,7 @@ commands:
                 them with the built-in guest driver, inject input (no Xen needed)
   replay FILE   re-run a recorded trace against the current model and verify every
                 output byte for byte (exit 1 on divergence, 2 on a bad file)
+  list-host     list the host's USB devices (what -usbdevice host:... can pass through)
   help          this text
   version       print the version
 
@@ -24,6 +25,7 @@ type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   replay: async () => (await import('./replay.js')).replayCommand,
+  'list-host': async () => (await import('./list-host.js')).listHostCommand,
 };
 
 export async function run(argv: string[]): Promise<number> {

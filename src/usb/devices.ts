@@ -8,11 +8,13 @@ import { UsbTablet } from './hid/tablet.js';
 import { UsbMouse } from './hid/mouse.js';
 import { UsbKeyboard, type KeyboardOptions } from './hid/keyboard.js';
 import type { HidUsbDevice } from './hid/hid-device.js';
+import { GadgetZero } from './gadget-zero.js';
+import type { UsbDevice } from './packet.js';
 
-export type EmulatedDeviceSpec = 'tablet' | 'mouse' | 'keyboard' | 'usb-tablet' | 'usb-mouse' | 'usb-kbd';
+export type EmulatedDeviceSpec = 'tablet' | 'mouse' | 'keyboard' | 'usb-tablet' | 'usb-mouse' | 'usb-kbd' | 'gadget-zero';
 
 export const DEVICE_SPECS: readonly EmulatedDeviceSpec[] = [
-  'tablet', 'mouse', 'keyboard', 'usb-tablet', 'usb-mouse', 'usb-kbd',
+  'tablet', 'mouse', 'keyboard', 'usb-tablet', 'usb-mouse', 'usb-kbd', 'gadget-zero',
 ];
 
 export type CreateDeviceOptions = KeyboardOptions;
@@ -43,4 +45,11 @@ export function createDevice(spec: string, opts: CreateDeviceOptions): HidUsbDev
     default:
       throw new UnknownDeviceError(`unknown emulated USB device '${spec}' (expected one of ${DEVICE_SPECS.join(', ')})`);
   }
+}
+
+/** Any emulated device by name: the HID devices above plus 'gadget-zero'. */
+export function createUsbDevice(spec: string, opts: CreateDeviceOptions): UsbDevice {
+  // Linux gadget zero (0525:a4a0): the device Linux's usbtest driver binds to.
+  if (spec === 'gadget-zero') return new GadgetZero({ serial: opts.serial });
+  return createDevice(spec, opts);
 }
