@@ -15,6 +15,9 @@ commands:
   replay FILE   re-run a recorded trace against the current model and verify every
                 output byte for byte (exit 1 on divergence, 2 on a bad file)
   list-host     list the host's USB devices (what -usbdevice host:... can pass through)
+  lab           boot a real Linux guest under QEMU (TCG) with this model as its UHCI
+                function (x-pci-proxy-dev), report what the guest saw; --reference
+                boots QEMU's own piix3-usb-uhci instead
   help          this text
   version       print the version
 
@@ -24,6 +27,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
+  lab: async () => (await import('./lab.js')).labCommand,
   replay: async () => (await import('./replay.js')).replayCommand,
   'list-host': async () => (await import('./list-host.js')).listHostCommand,
 };

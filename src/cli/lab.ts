@@ -1,0 +1,133 @@
+/**
+ * `uhci-dm lab`: boot a real Linux guest under QEMU with our UHCI model as
+ * its USB controller (through QEMU's x-pci-proxy-dev) and print what the
+ * guest saw. `--reference` boots the same guest with QEMU's own UHCI and
+ * devices for comparison.
+ */
+import { readFileSync } from 'node:fs';
+import { runLab, type LabPort, type LabResult } from '../lab/lab.js';
+import { formatLsusb, EV_ABS, EV_KEY, EV_SYN, EV_MSC, EV_REL, type InputEvent } from '../lab/lab-report.js';
+import { runBiosLab, type BiosPort } from '../lab/bios.js';
+import { parseArgs, optionHelp, UsageError, intOption, type OptionSpec } from './args.js';
+
+const OPTIONS: Record<string, OptionSpec> = {
+  port1: { value: true, help: 'device on port 1 (tablet|mouse|keyboard|gadget-zero|none), default tablet' },
+  port2: { value: true, help: 'device on port 2 (tablet|mouse|keyboard|gadget-zero|none), default keyboard' },
+  reference: { value: false, help: "boot with QEMU's own piix3-usb-uhci and devices instead of the model" },
+  module: { value: true, multiple: true, help: 'extra guest kernel module to load (repeatable)' },
+  script: { value: true, help: 'shell script the guest runs after its report (output is shown)' },
+  timeout: { value: true, help: 'seconds before QEMU is killed (default 240)' },
+  json: { value: false, help: 'print the result as JSON' },
+  record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
+  replug: { value: true, help: 'after the input, unplug the device on port N (1|2) and plug a new one in' },
+  bios: { value: false, help: 'boot SeaBIOS only (no kernel) and report what the firmware found' },
+  help: { value: false, help: 'this text' },
+};
+
+const PORT_KINDS: readonly LabPort[] = ['tablet', 'mouse', 'keyboard', 'gadget-zero', 'none'];
+
+function port(v: string | undefined, def: LabPort, name: string): LabPort {
+  if (v === undefined) return def;
+  const alias: Record<string, LabPort> = { 'usb-tablet': 'tablet', 'usb-mouse': 'mouse', 'usb-kbd': 'keyboard' };
+  const k = (alias[v] ?? v) as LabPort;
+  if (!PORT_KINDS.includes(k)) throw new UsageError(`--${name} must be one of ${PORT_KINDS.join('|')}, got '${v}'`);
+  return k;
+}
+
+function formatEvent(e: InputEvent): string {
+  const t = e.type === EV_KEY ? 'KEY' : e.type === EV_ABS ? 'ABS' : e.type === EV_REL ? 'REL' : e.type === EV_SYN ? 'SYN' : e.type === EV_MSC ? 'MSC' : `type${e.type}`;
+  return `${t} ${e.code}=${e.value}`;
+}
+
+export function formatLabResult(r: LabResult): string {
+  const out: string[] = [];
+  out.push(`mode: ${r.mode === 'model' ? 'uhci-dm model via x-pci-proxy-dev' : 'QEMU piix3-usb-uhci (reference)'}; ${r.qemuVersion}; kernel ${r.kernelVersion}; ${(r.elapsedMs / 1000).toFixed(1)} s`);
+  if (!r.booted) out.push('guest did not boot (see console below)');
+  if (r.settled) out.push(`settled at ${r.settled.uptime} s guest time: ${r.settled.boundInterfaces} interfaces bound, ${r.settled.eventDevices} USB input devices`);
+  out.push('', 'USB devices:');
+  for (const d of [...r.devices].sort((a, b) => a.devnum - b.devnum)) {
+    const ifs = d.interfaces.map((i) => `${i.name} class ${i.interfaceClass.toString(16).padStart(2, '0')} ${i.driver ?? 'no driver'}`);
+    out.push(`  ${formatLsusb(d)}${d.serial ? ` (serial ${d.serial})` : ''}${ifs.length ? ' [' + ifs.join('; ') + ']' : ''}`);
+  }
+  out.push('', 'input devices:');
+  for (const i of r.inputs) {
+    const evs = i.events.filter((e) => e.type !== EV_SYN && e.type !== EV_MSC).map(formatEvent);
+    out.push(`  ${i.event}: ${i.name} (${i.phys}) events: ${evs.length ? evs.join(', ') : 'none'}`);
+  }
+  if (r.injected.length) out.push('', `injected: ${r.injected.map((j) => `port ${j.port} ${j.device}: ${j.actions.length} actions`).join('; ')}`);
+  out.push('', 'kernel log (usb/uhci/hid/input):', ...r.kernelLog.map((l) => '  ' + l));
+  if (r.insmodFailures.length) out.push('', `insmod failed: ${r.insmodFailures.join(', ')}`);
+  if (r.scriptOutput) out.push('', `script output (exit ${r.scriptExitCode}):`, ...r.scriptOutput.map((l) => '  ' + l));
+  if (r.proxy) {
+    const s = r.proxy;
+    out.push('', `proxy: ${s.configReads} config reads, ${s.configWrites} config writes, ${s.barReads} BAR reads, ${s.barWrites} BAR writes, ${s.barMisses} misses, ${s.memoryMaps} memory maps, ${s.resets} resets, ${s.irqRaises} IRQ raises, ${s.functionErrors} model errors; ended: ${r.proxyEnd}`);
+  }
+  const warn = r.modelLog.filter((l) => l.startsWith('warn') || l.startsWith('error'));
+  if (warn.length) out.push('', 'model warnings:', ...warn.slice(0, 50).map((l) => '  ' + l));
+  if (!r.done) {
+    out.push('', `guest did not finish${r.timedOut ? ' (timed out)' : ''}; last console lines:`, ...r.console.slice(-30).map((l) => '  ' + l));
+    if (r.qemuStderr) out.push('QEMU stderr:', r.qemuStderr.trim());
+  }
+  return out.join('\n');
+}
+
+export async function labCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, OPTIONS);
+  if (p.options.has('help')) {
+    process.stdout.write(`usage: uhci-dm lab [options]\n${optionHelp(OPTIONS)}\n`);
+    return 0;
+  }
+  if (p.positionals.length) throw new UsageError(`lab takes no arguments (got '${p.positionals[0]}')`);
+  if (p.options.has('reference') && (p.options.has('record') || p.options.has('replug'))) {
+    throw new UsageError('--record and --replug need the model (they cannot be used with --reference)');
+  }
+  const json = p.options.has('json');
+  if (p.options.has('bios')) {
+    for (const o of ['module', 'script', 'replug']) if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --bios`);
+    const ports = [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')];
+    if (ports.includes('gadget-zero')) throw new UsageError('--bios supports tablet, mouse, keyboard and none');
+    const r = await runBiosLab({
+      ports: ports as BiosPort[],
+      reference: p.options.has('reference'),
+      record: p.options.get('record')?.[0],
+      timeoutMs: intOption(p, 'timeout', 40, 5, 600) * 1000,
+      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
+    });
+    if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    else {
+      process.stdout.write(
+        [
+          `mode: ${r.mode === 'model' ? 'uhci-dm model via x-pci-proxy-dev' : "QEMU's piix3-usb-uhci"}; SeaBIOS only; ${(r.elapsedMs / 1000).toFixed(1)} s`,
+          'SeaBIOS USB lines:',
+          ...r.log.filter((l) => /UHCI|USB|usb|keyboard|mouse/.test(l)).map((l) => '  ' + l),
+          r.trace ? `trace: ${r.trace.events} events, ${r.trace.frames} frames → ${r.trace.path}` : '',
+        ]
+          .filter(Boolean)
+          .join('\n') + '\n',
+      );
+    }
+    return r.uhciInit && r.finished ? 0 : 1;
+  }
+  const scriptPath = p.options.get('script')?.[0];
+  let script: string | undefined;
+  if (scriptPath !== undefined) {
+    try {
+      script = readFileSync(scriptPath, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read --script ${scriptPath}: ${(e as Error).message}`);
+    }
+    if (!script.startsWith('#!')) script = '#!/bin/sh\n' + script;
+  }
+  const result = await runLab({
+    ports: [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')],
+    reference: p.options.has('reference'),
+    modules: p.options.get('module') ?? [],
+    script,
+    timeoutMs: intOption(p, 'timeout', 240, 10, 3600) * 1000,
+    record: p.options.get('record')?.[0],
+    replugPort: p.options.has('replug') ? (intOption(p, 'replug', 1, 1, 2) as 1 | 2) : undefined,
+    onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
+  });
+  process.stdout.write((json ? JSON.stringify(result, null, 2) : formatLabResult(result)) + '\n');
+  return result.done ? 0 : 1;
+}

@@ -1,0 +1,23 @@
+import { labCommand } from '../../src/cli/lab.js';
+import { UsageError } from '../../src/cli/args.js';
+import { checkQemu, QemuUnavailableError } from '../../src/qemu/qemu-binary.js';
+
+test('bad port and unknown options are usage errors', async () => {
+  await expect(labCommand(['--port1', 'printer'])).rejects.toThrow(UsageError);
+  await expect(labCommand(['--bogus'])).rejects.toThrow(UsageError);
+  await expect(labCommand(['--script', '/nonexistent/x.sh'])).rejects.toThrow(UsageError);
+});
+
+test('missing QEMU is a user-facing error naming the package', async () => {
+  const e = await checkQemu('/nonexistent/qemu-system-x86_64').catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(QemuUnavailableError);
+  expect((e as QemuUnavailableError).userFacing).toBe(true);
+  expect((e as Error).message).toMatch(/not found.*qemu-system-x86/);
+});
+
+test('a QEMU without x-pci-proxy-dev is refused', async () => {
+  // /bin/true answers every question with nothing: no proxy device listed.
+  const e = await checkQemu('/bin/true').catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(QemuUnavailableError);
+  expect((e as Error).message).toMatch(/no x-pci-proxy-dev/);
+});
