@@ -61,7 +61,7 @@ async function startModel(mode: 'idle' | 'busy', coalesce: number): Promise<{ pi
 export async function benchCpu(mode: 'idle' | 'busy', seconds = 10, coalesce = 128): Promise<CpuResult> {
   const [qemu, model] = await Promise.all([startQemu(mode), startModel(mode, coalesce)]);
   try {
-    await sleep(3000); // settle after set-up (JIT warm-up, QEMU start-up)
+    await sleep(8000); // settle after set-up: JIT warm-up and QEMU start-up are not steady state
     const q0 = processCpuNs(qemu.pid);
     const m0 = processCpuNs(model.pid);
     await sleep(seconds * 1000);

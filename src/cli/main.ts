@@ -12,6 +12,8 @@ const USAGE = `usage: uhci-dm <command> [options]
 commands:
   demo          run the controller with an emulated tablet and keyboard, enumerate
                 them with the built-in guest driver, inject input (no Xen needed)
+  xen           serve a Xen HVM domain's UHCI function as an ioreq server
+                (uhci-dm xen --domid N [-usbdevice tablet] ...; see docs/xen.md)
   replay FILE   re-run a recorded trace against the current model and verify every
                 output byte for byte (exit 1 on divergence, 2 on a bad file)
   list-host     list the host's USB devices (what -usbdevice host:... can pass through)
@@ -28,6 +30,7 @@ type Command = (argv: string[]) => Promise<number>;
 const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   lab: async () => (await import('./lab.js')).labCommand,
+  xen: async () => (await import('./xen.js')).xenCommand,
   replay: async () => (await import('./replay.js')).replayCommand,
   'list-host': async () => (await import('./list-host.js')).listHostCommand,
 };

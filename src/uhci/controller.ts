@@ -435,7 +435,8 @@ export class UhciController {
 
   private onTimer(): void {
     if (!this.running) return;
-    const more = this.runDueFrames(this.maxBatch);
+    // A coalesced wake-up runs its whole batch at once (one wake-up per batch).
+    const more = this.runDueFrames(Math.max(this.maxBatch, this.coalescedFrames() + 1));
     if (!this.running) return;
     if (more) {
       // Still behind: continue as soon as the event loop allows.
