@@ -16,6 +16,8 @@ commands:
                 (uhci-dm xen --domid N [-usbdevice tablet] ...; see docs/xen.md)
   replay FILE   re-run a recorded trace against the current model and verify every
                 output byte for byte (exit 1 on divergence, 2 on a bad file)
+  inspect FILE  decoded per-frame timeline of a trace and a report of guest-driver
+                anomalies; --html OUT, --json, --pcap OUT (usbmon for Wireshark)
   list-host     list the host's USB devices (what -usbdevice host:... can pass through)
   lab           boot a real Linux guest under QEMU (TCG) with this model as its UHCI
                 function (x-pci-proxy-dev), report what the guest saw; --reference
@@ -32,6 +34,7 @@ const commands: Record<string, () => Promise<Command>> = {
   lab: async () => (await import('./lab.js')).labCommand,
   xen: async () => (await import('./xen.js')).xenCommand,
   replay: async () => (await import('./replay.js')).replayCommand,
+  inspect: async () => (await import('./inspect.js')).inspectCommand,
   'list-host': async () => (await import('./list-host.js')).listHostCommand,
 };
 

@@ -19,14 +19,16 @@ import { XenCallError, type XenPlatform } from '../xen/platform.js';
 import { SimHypervisor } from '../xen/sim/hypervisor.js';
 import { SimGuestBus } from '../xen/sim/vcpu.js';
 import { UsbPorts, parseDeviceSpec } from '../xen/usb-ports.js';
+import type { LibusbHost } from '../usb/host/libusb.js';
+import { openNodeUsbHost } from '../usb/host/node-usb.js';
 import { intOption, optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
   domid: { value: true, help: 'domain id of the HVM guest (required)' },
   bdf: { value: true, help: 'PCI address of the UHCI function in the guest, default 00:05.0' },
   usb: { value: false, help: 'accepted for qemu-dm compatibility (the controller is always present)' },
-  usbdevice: { value: true, multiple: true, help: 'tablet | mouse | keyboard (host:vvvv:pppp: not supported yet)' },
-  device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd (usb-host: not supported yet)' },
+  usbdevice: { value: true, multiple: true, help: 'tablet | mouse | keyboard | host:vvvv:pppp | host:BUS.ADDR | host:BUS-PORT' },
+  device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd | usb-host,vendorid=..,productid=.. (or hostbus=,hostaddr= / hostport=)' },
   control: { value: true, help: 'control socket path (JSON lines, QMP-like: usb_add, usb_del, query-usb, save, restore, quit)' },
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
   'log-json': { value: false, help: 'structured logs as JSON lines on stderr' },
@@ -34,6 +36,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   runas: { value: true, help: 'drop privileges to USER[:GROUP] after setup (needs root)' },
   vcpus: { value: true, help: 'vCPU slots to serve (default: the domain\'s count; --simulate: 2)' },
   simulate: { value: false, help: 'serve a simulated hypervisor with a built-in guest driver (demo, no Xen)' },
+  'host-usb': { value: false, help: 'open libusb at start so host devices can be hot-added on the control socket' },
+  reattach: { value: false, help: 're-attach a passed-through host device when it comes back after an unplug' },
   'idle-coalesce': { value: true, help: 'when the schedule is idle, run up to N frames per wake-up (default 32; 1 = every ms)' },
   help: { value: false, help: 'this text' },
 };
@@ -143,8 +147,24 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     throw e;
   }
   const pciPath = `0000:${formatBdf(bdf)}`;
-  const ports = new UsbPorts(server.fn, clock, pciPath);
-  specs.forEach((s) => ports.add(s));
+  // libusb is opened only when host devices are wanted (it starts a hotplug thread).
+  let usbHost: LibusbHost | null = null;
+  if (p.options.has('host-usb') || specs.some((s) => parseDeviceSpec(s).kind === 'host')) {
+    try {
+      usbHost = await openNodeUsbHost();
+    } catch (e) {
+      logger.log('warn', 'xen', `libusb unavailable: ${(e as Error).message}`);
+    }
+  }
+  const ports = new UsbPorts(server.fn, clock, pciPath, usbHost, p.options.has('reattach'));
+  try {
+    specs.forEach((s) => ports.add(s));
+  } catch (e) {
+    ports.releaseAll();
+    await server.stop('error');
+    await recorder?.close().catch(() => undefined);
+    throw e;
+  }
   logger.log('info', 'xen', 'serving', { bdf: formatBdf(bdf), simulate, devices: ports.list().map((d) => `${d.port}:${d.kind}`).join(',') });
 
   const control = p.options.has('control')
@@ -181,6 +201,7 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     reason = await server.stopped;
   } finally {
     clearInterval(keepAlive);
+    ports.releaseAll();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await control?.close();

@@ -8,6 +8,9 @@ import type { UhciPciFunction, UhciPciFunctionState } from '../device/uhci-pci-f
 import type { Clock } from '../platform/clock.js';
 import { createDevice } from '../usb/devices.js';
 import type { UsbDevice } from '../usb/packet.js';
+import type { LibusbHost } from '../usb/host/libusb.js';
+import { HostPassthrough } from '../usb/host/passthrough.js';
+import { formatHostSelector, parseHostSelector, type HostDeviceSelector } from '../usb/host/selector.js';
 
 /** A device name a user may give but that is not implemented yet (host passthrough). */
 export class DeviceNotSupportedError extends Error {
@@ -37,22 +40,48 @@ const CANONICAL: Record<string, DeviceKind> = {
   'usb-kbd': 'keyboard',
 };
 
-export type DeviceKind = 'tablet' | 'mouse' | 'keyboard';
+export type DeviceKind = 'tablet' | 'mouse' | 'keyboard' | 'host';
+
+/** What a user asked for: an emulated device, or a host device by selector. */
+export type DeviceSpec = { kind: 'tablet' | 'mouse' | 'keyboard' } | { kind: 'host'; selector: HostDeviceSelector; text: string };
 
 /**
- * Parse a `-usbdevice` value (tablet, mouse, keyboard, host:vvvv:pppp, host:bus.addr)
- * or a `-device` value (usb-tablet, usb-kbd, usb-mouse, usb-host,vendorid=..,productid=..;
+ * Parse a `-usbdevice` value (tablet, mouse, keyboard, host:vvvv:pppp, host:bus.addr,
+ * host:bus-port.path) or a `-device` value (usb-tablet, usb-kbd, usb-mouse,
+ * usb-host,vendorid=0x..,productid=0x.. | hostbus=N,hostaddr=N | hostbus=N,hostport=P;
  * QEMU-style `,key=value` properties after the driver name).
  */
-export function parseDeviceSpec(text: string): DeviceKind {
+export function parseDeviceSpec(text: string): DeviceSpec {
   const t = text.trim();
-  if (/^host:/i.test(t) || /^usb-host(,|$)/i.test(t)) {
-    throw new DeviceNotSupportedError(`USB host passthrough ('${t}') is not supported yet by the Xen transport; use tablet, mouse or keyboard`);
+  if (/^host:/i.test(t)) {
+    try {
+      return { kind: 'host', selector: parseHostSelector(t), text: t };
+    } catch (e) {
+      throw new UsbPortError(`bad host device '${t}': ${(e as Error).message}`);
+    }
+  }
+  if (/^usb-host(,|$)/i.test(t)) {
+    const props = new Map(t.split(',').slice(1).map((kv) => {
+      const [k, v = ''] = kv.split('=');
+      return [k!.trim().toLowerCase(), v.trim()] as const;
+    }));
+    const num = (k: string) => {
+      const v = props.get(k)!;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new UsbPortError(`usb-host: ${k}=${v} is not a number`);
+      return n;
+    };
+    let sel: string;
+    if (props.has('vendorid') && props.has('productid')) sel = `${num('vendorid').toString(16)}:${num('productid').toString(16)}`;
+    else if (props.has('hostbus') && props.has('hostaddr')) sel = `${num('hostbus')}.${num('hostaddr')}`;
+    else if (props.has('hostbus') && props.has('hostport')) sel = `${num('hostbus')}-${props.get('hostport')}`;
+    else throw new UsbPortError(`usb-host needs vendorid=..,productid=.. or hostbus=..,hostaddr=.. or hostbus=..,hostport=..`);
+    return parseDeviceSpec(`host:${sel}`);
   }
   const driver = t.split(',')[0]!;
   const kind = CANONICAL[driver];
-  if (!kind) throw new UsbPortError(`unknown USB device '${t}' (expected tablet, mouse, keyboard, usb-tablet, usb-mouse, usb-kbd or host:vvvv:pppp)`);
-  return kind;
+  if (!kind || kind === 'host') throw new UsbPortError(`unknown USB device '${t}' (expected tablet, mouse, keyboard, usb-tablet, usb-mouse, usb-kbd, host:vvvv:pppp or usb-host,...)`);
+  return { kind };
 }
 
 export interface PortInfo {
@@ -69,44 +98,75 @@ export interface PortInfo {
 export interface FunctionSnapshot {
   format: 'uhci-dm-xen-snapshot';
   version: 1;
-  devices: { port: number; kind: DeviceKind }[];
+  /** `spec` re-creates the device (host devices are re-opened by selector, as QEMU re-plugs them). */
+  devices: { port: number; kind: DeviceKind; spec?: string }[];
   function: UhciPciFunctionState;
 }
 
+interface PortEntry {
+  kind: DeviceKind;
+  spec: string;
+  passthrough: HostPassthrough | null;
+}
+
 export class UsbPorts {
-  private readonly kinds: (DeviceKind | null)[];
+  private readonly entries: (PortEntry | null)[];
 
   constructor(
     readonly fn: UhciPciFunction,
     private readonly clock: Clock,
     /** PCI address for device serials/paths (e.g. "0000:00:05.0"). */
     private readonly hcdPath: string,
+    /** libusb, for host passthrough (null: host devices are refused). */
+    private readonly host: LibusbHost | null = null,
+    /** Re-open a host device that comes back after an unplug (--reattach). */
+    private readonly reattach = false,
   ) {
-    this.kinds = fn.controller.ports.map(() => null);
+    this.entries = fn.controller.ports.map(() => null);
   }
 
   get portCount(): number {
-    return this.kinds.length;
-  }
-
-  private make(kind: DeviceKind, port: number): UsbDevice {
-    return createDevice(kind, { clock: this.clock, hcdPath: this.hcdPath, portPath: String(port + 1) });
+    return this.entries.length;
   }
 
   /** Plug a device into `port` (1-based) or the first free port. Returns the 1-based port. */
   add(spec: string, port?: number): number {
-    const kind = parseDeviceSpec(spec);
+    const parsed = parseDeviceSpec(spec);
+    if (parsed.kind === 'host' && !this.host) {
+      throw new DeviceNotSupportedError(`USB host passthrough ('${spec}') needs libusb, which is not open (start uhci-dm xen with --host-usb, or give the host device on the command line)`);
+    }
     let i: number;
     if (port !== undefined) {
       i = port - 1;
-      if (!Number.isInteger(port) || i < 0 || i >= this.kinds.length) throw new UsbPortError(`no port ${port} (the controller has ${this.kinds.length})`);
-      if (this.kinds[i]) throw new UsbPortError(`port ${port} is in use (${this.kinds[i]})`);
+      if (!Number.isInteger(port) || i < 0 || i >= this.entries.length) throw new UsbPortError(`no port ${port} (the controller has ${this.entries.length})`);
+      if (this.entries[i]) throw new UsbPortError(`port ${port} is in use (${this.entries[i]!.spec})`);
     } else {
-      i = this.kinds.findIndex((k) => k === null);
-      if (i < 0) throw new UsbPortError(`all ${this.kinds.length} ports are in use`);
+      i = this.entries.findIndex((k) => k === null);
+      if (i < 0) throw new UsbPortError(`all ${this.entries.length} ports are in use`);
     }
-    this.fn.attach(i, this.make(kind, i));
-    this.kinds[i] = kind;
+    if (parsed.kind === 'host') {
+      const index = i;
+      const host = this.host!;
+      const pt = new HostPassthrough(host, parsed.selector, {
+        reattach: this.reattach,
+        onAttach: (dev) => {
+          if (!this.fn.controller.ports[index]!.device) this.fn.attach(index, dev);
+        },
+        onDetach: () => {
+          if (this.fn.controller.ports[index]!.device) this.fn.detach(index);
+        },
+      });
+      this.entries[i] = { kind: 'host', spec: `host:${formatHostSelector(parsed.selector)}`, passthrough: pt };
+      try {
+        pt.start();
+      } catch (e) {
+        this.entries[i] = null;
+        throw new UsbPortError(`cannot pass through ${spec}: ${(e as Error).message}`);
+      }
+      return i + 1;
+    }
+    this.fn.attach(i, createDevice(parsed.kind, { clock: this.clock, hcdPath: this.hcdPath, portPath: String(i + 1) }));
+    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, passthrough: null };
     return i + 1;
   }
 
@@ -115,30 +175,32 @@ export class UsbPorts {
     let i: number;
     if (typeof target === 'number') i = target - 1;
     else {
-      const kind = parseDeviceSpec(target);
-      i = this.kinds.findIndex((k) => k === kind);
-      if (i < 0) throw new UsbPortError(`no ${kind} is attached`);
+      const parsed = parseDeviceSpec(target);
+      const want = parsed.kind === 'host' ? `host:${formatHostSelector(parsed.selector)}` : parsed.kind;
+      i = this.entries.findIndex((k) => k?.spec === want);
+      if (i < 0) throw new UsbPortError(`no ${want} is attached`);
     }
-    if (i < 0 || i >= this.kinds.length || !this.kinds[i]) throw new UsbPortError(`nothing attached to port ${typeof target === 'number' ? target : i + 1}`);
-    this.fn.detach(i);
-    this.kinds[i] = null;
+    const entry = this.entries[i];
+    if (i < 0 || i >= this.entries.length || !entry) throw new UsbPortError(`nothing attached to port ${typeof target === 'number' ? target : i + 1}`);
+    this.entries[i] = null;
+    if (entry.passthrough) void entry.passthrough.stop();
+    if (this.fn.controller.ports[i]!.device) this.fn.detach(i);
     return i + 1;
   }
 
   list(): PortInfo[] {
     const out: PortInfo[] = [];
-    this.kinds.forEach((kind, i) => {
+    this.entries.forEach((e, i) => {
       const d = this.fn.controller.ports[i]?.device;
-      if (!kind || !d) return;
-      out.push({ port: i + 1, kind, product: d.productName, vendorId: d.vendorId, productId: d.productId, address: d.address, speed: d.speed });
+      if (!e || !d) return;
+      out.push({ port: i + 1, kind: e.kind, product: d.productName, vendorId: d.vendorId, productId: d.productId, address: d.address, speed: d.speed });
     });
     return out;
   }
 
   releaseAll(): void {
-    this.kinds.forEach((k, i) => {
-      if (k) this.fn.detach(i);
-      this.kinds[i] = null;
+    this.entries.forEach((e, i) => {
+      if (e) this.remove(i + 1);
     });
   }
 
@@ -146,7 +208,7 @@ export class UsbPorts {
     return {
       format: 'uhci-dm-xen-snapshot',
       version: 1,
-      devices: this.kinds.flatMap((kind, i) => (kind ? [{ port: i + 1, kind }] : [])),
+      devices: this.entries.flatMap((e, i) => (e ? [{ port: i + 1, kind: e.kind, spec: e.spec }] : [])),
       function: this.fn.saveState(),
     };
   }
@@ -158,12 +220,12 @@ export class UsbPorts {
       throw new UsbPortError('not a uhci-dm xen snapshot (format/version)');
     }
     for (const d of snap.devices) {
-      if (!d || !Number.isInteger(d.port) || d.port < 1 || d.port > this.kinds.length || !['tablet', 'mouse', 'keyboard'].includes(d.kind)) {
+      if (!d || !Number.isInteger(d.port) || d.port < 1 || d.port > this.entries.length || !['tablet', 'mouse', 'keyboard', 'host'].includes(d.kind) || (d.kind === 'host' && typeof d.spec !== 'string')) {
         throw new UsbPortError('snapshot lists a bad device entry');
       }
     }
     this.releaseAll();
-    for (const d of snap.devices) this.add(d.kind, d.port);
+    for (const d of snap.devices) this.add(d.kind === 'host' ? d.spec! : d.kind, d.port);
     try {
       this.fn.loadState(snap.function);
     } catch (e) {

@@ -4,6 +4,7 @@
  * and a full run against a simulated hypervisor with devices, the control
  * socket (hot add/remove, info usb, save/restore) and stop on SIGTERM.
  */
+import { parseDeviceSpec } from '../../src/xen/usb-ports.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -34,13 +35,17 @@ test('usage errors exit 2 with one line', async () => {
   }
 });
 
-test('host devices are refused as not supported yet', async () => {
-  for (const spec of [['-usbdevice', 'host:046d:c077'], ['-device', 'usb-host,vendorid=0x046d,productid=0xc077']]) {
+test('host device specs: both spellings parse; malformed ones are refused before touching Xen', async () => {
+  expect(parseDeviceSpec('host:046d:c077')).toEqual({ kind: 'host', selector: { kind: 'ids', vendorId: 0x046d, productId: 0xc077 }, text: 'host:046d:c077' });
+  expect(parseDeviceSpec('usb-host,vendorid=0x046d,productid=0xc077')).toEqual(parseDeviceSpec('host:46d:c077'));
+  expect(parseDeviceSpec('usb-host,hostbus=1,hostaddr=5').kind).toBe('host');
+  for (const spec of [['-usbdevice', 'host:zz:top'], ['-device', 'usb-host,serial=1'], ['-usbdevice', 'printer']]) {
     const r = await run(['--domid', '1', ...spec]);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/host passthrough .* not supported yet/);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+    expect(r.err).toMatch(/bad host device|usb-host needs|unknown USB device/);
+    expect(r.err).not.toMatch(/xendevicemodel/);
   }
-  expect((await run(['--domid', '1', '-usbdevice', 'printer'])).code).toBe(1);
 });
 
 (hypervisorPresent ? test.skip : test)('without Xen: exit 1 and one clear line (in-process)', async () => {
@@ -123,7 +128,7 @@ test('serves a simulated hypervisor: devices from the command line, control sock
   expect(await c.next()).toEqual({ QMP: { version: { 'uhci-dm': expect.any(String) }, capabilities: [] } });
   expect((await c.cmd('usb_del', { devname: 'tablet' })).return).toEqual({ port: 1 });
   expect((await c.cmd('usb_add', { devname: 'mouse' })).return).toEqual({ port: 1 });
-  expect((await c.cmd('usb_add', { devname: 'host:1:2' })).error?.desc).toMatch(/not supported yet/);
+  expect((await c.cmd('usb_add', { devname: 'host:1:2' })).error?.desc).toMatch(/needs libusb/);
   expect((await c.cmd('usb_add', { devname: 'tablet' })).error?.desc).toMatch(/all 2 ports are in use/);
   const info = (await c.cmd('query-usb')).return as { port: number; kind: string; address: number }[];
   expect(info.map((d) => [d.port, d.kind])).toEqual([
@@ -139,8 +144,8 @@ test('serves a simulated hypervisor: devices from the command line, control sock
   expect((await c.cmd('save', { file: snapFile })).return).toEqual({ file: snapFile });
   const saved = JSON.parse(readFileSync(snapFile, 'utf8'));
   expect(saved.devices).toEqual([
-    { port: 1, kind: 'mouse' },
-    { port: 2, kind: 'keyboard' },
+    { port: 1, kind: 'mouse', spec: 'mouse' },
+    { port: 2, kind: 'keyboard', spec: 'keyboard' },
   ]);
   await c.cmd('usb_del', { devname: '2' });
   await driver.bus.outw(driver.ioBase + 0x04, 0x0000); // USBINTR changes after the save

@@ -1,0 +1,844 @@
+/**
+ * Decodes a uhci-dm trace (traces/README.md) into what a driver developer
+ * reasons about: frames with their schedule walk (frame list entry → QHs →
+ * TDs, each TD with the token the model fetched, the status it wrote back
+ * and the data that moved) and the events between frames (register and
+ * config accesses, IRQ edges, hot plug, device resets, async completions).
+ *
+ * Nothing is re-executed: the walk is read off the trace's own record of
+ * what the model fetched and wrote, in order, with guest memory rebuilt
+ * along the way in a ShadowMemory exactly as the recorder kept it. The
+ * model's fetch pattern (UHCI DG §3.4; src/uhci/schedule.ts) is what makes
+ * this possible:
+ *  - each frame starts with a 4-byte read of its frame list entry
+ *    (FLBASEADD + (FRNUM & 0x3ff) * 4), which lies in the 4 KiB frame list;
+ *  - a QH is fetched as two dword reads (head at a, element at a + 4);
+ *  - a TD is fetched as one 16-byte read (or four dword reads at a..a+12);
+ *  - an OUT/SETUP TD's data is read from its buffer (MaxLen bytes) right
+ *    after the TD, before the packet goes to the device;
+ *  - results are written back as the TD's ctrl dword (a + 4), the QH's
+ *    element (qh + 4) and IN data at the TD's buffer.
+ */
+import { ShadowMemory } from '../trace/shadow-memory.js';
+import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, fromHex, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
+import { parseHeader, parseSummary, traceLineBatches, type TraceSource } from '../trace/reader.js';
+import {
+  LINK_PTR_MASK,
+  LINK_Q,
+  LINK_T,
+  TDC_ACTIVE,
+  TDC_BABBLE,
+  TDC_BITSTUFF,
+  TDC_CRCTO,
+  TDC_DBE,
+  TDC_IOC,
+  TDC_NAK,
+  TDC_SPD,
+  TDC_STALLED,
+  ctrlActualLength,
+  tokenMaxLen,
+  tokenPid,
+  type Td,
+} from '../uhci/descriptors.js';
+import { REG } from '../uhci/registers.js';
+import { PID_IN, PID_OUT, PID_SETUP } from '../usb/packet.js';
+
+/** What became of a TD the walk fetched, as the trace shows it. */
+export type TdResult =
+  /** Completed: ACK with the full length (or an OUT/SETUP). */
+  | 'ok'
+  /** Completed: IN with fewer bytes than MaxLen. */
+  | 'short'
+  | 'nak'
+  | 'stall'
+  | 'babble'
+  | 'crc-timeout'
+  | 'data-buffer-error'
+  | 'bitstuff'
+  /** CRC/timeout counted against C_ERR, the TD stays active for a retry. */
+  | 'retry'
+  /** Not active: the walk moved on. */
+  | 'inactive'
+  /** Handed to a device that answers later (async). */
+  | 'async'
+  /** The device is still working on it. */
+  | 'in-flight'
+  /** Fetched but not executed this frame (no bus time left, endpoint busy, or the walk was aborted). */
+  | 'not-run';
+
+export const COMPLETED_RESULTS: ReadonlySet<TdResult> = new Set<TdResult>(['ok', 'short', 'stall', 'babble', 'crc-timeout', 'data-buffer-error', 'bitstuff']);
+
+export interface TdVisit {
+  addr: number;
+  /** The TD as fetched. */
+  td: Td;
+  /** The walk fetched this TD before and now got other bytes: the guest rewrote it since. */
+  changed: boolean;
+  /** What the trace knew at that address before (all zeros if never seen); set when `changed`. */
+  previous: Td | null;
+  /** QH whose queue (element chain) holds the TD, or -1 (linked from the frame list or a horizontal link). */
+  via: number;
+  /** Control/status dword the model wrote back, or null. */
+  ctrlAfter: number | null;
+  result: TdResult;
+  /** Root port (0-based) of the device that got the packet, when one did. */
+  port: number | null;
+  /** OUT/SETUP data sent. */
+  out: Uint8Array | null;
+  /** IN data received (written to the buffer). */
+  in: Uint8Array | null;
+  /** New QH element pointer written after the TD completed. */
+  elementAdvance: number | null;
+  /** First time (ns) / frame the walk saw this TD active with this token (a "submission" time). */
+  activeSinceNs: number;
+  activeSinceFrame: number;
+}
+
+export type WalkStep =
+  | { kind: 'fl'; index: number; addr: number; link: number; changed: boolean }
+  | { kind: 'qh'; addr: number; head: number; element: number; changed: boolean }
+  | { kind: 'td'; visit: TdVisit }
+  | {
+      kind: 'fault';
+      addr: number;
+      length: number;
+      write: boolean;
+      what: 'frame list entry' | 'QH' | 'TD' | 'data buffer' | 'memory';
+      from: number;
+      /** The page was accessed without a fault earlier in the trace: the mapping went away (teardown, unplugged RAM), not a bad pointer. */
+      wasMapped: boolean;
+    }
+  | { kind: 'mem'; addr: number; length: number; write: boolean; hex: string }
+  | { kind: 'cancel'; port: number; asyncId: number };
+
+export interface FrameRecord {
+  /** 1-based count of frames the controller processed since the trace began. */
+  serial: number;
+  /** FRNUM (11 bits) of the frame. */
+  frnum: number;
+  tNs: number;
+  /** 1-based event line the frame ran in. */
+  event: number;
+  steps: WalkStep[];
+  /** INTx edge at the end of the frame (null: none). */
+  irq: 0 | 1 | null;
+  /** End-of-frame interrupt causes (UHCI DG §2.1.2): IOC, short packet, error. */
+  ioc: boolean;
+  spd: boolean;
+  error: boolean;
+  /** Something happened (not only NAKs / inactive TDs / unchanged links). */
+  busy: boolean;
+}
+
+interface EventBase {
+  tNs: number;
+  event: number;
+  /** Frames processed before this event (the serial of the last frame). */
+  frame: number;
+}
+
+export type BoundaryEvent = EventBase &
+  (
+    | { kind: 'io'; write: boolean; offset: number; size: number; value: number; claimed: boolean }
+    | { kind: 'config'; write: boolean; offset: number; size: number; value: number }
+    | { kind: 'attach'; port: number; identity: DeviceIdentity }
+    | { kind: 'detach'; port: number; hadDevice: boolean }
+    | { kind: 'pci-reset' }
+    | { kind: 'save' }
+    | { kind: 'load' }
+    | { kind: 'complete'; port: number; asyncId: number; status: string; actualLength: number; data: string }
+    | { kind: 'wakeup'; port: number }
+    | { kind: 'activity'; port: number }
+    | { kind: 'device-reset'; port: number; address: number }
+    | { kind: 'cancel'; port: number; asyncId: number }
+    | { kind: 'irq'; level: 0 | 1 }
+    | { kind: 'io-window'; base: number | null }
+    | { kind: 'orphan' }
+  );
+
+export interface DecoderSink {
+  frame(f: FrameRecord): void;
+  event(e: BoundaryEvent): void;
+}
+
+/** Register state mirrored from the guest's accesses. */
+export interface RegisterMirror {
+  cmd: number;
+  /** Last USBSTS value the guest read. */
+  status: number;
+  intr: number;
+  frnum: number;
+  flBase: number;
+  ioBase: number | null;
+  irq: 0 | 1;
+}
+
+const CMD_HCRESET = 1 << 1;
+const CMD_GRESET = 1 << 2;
+const CMD_RS = 1;
+
+function le32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+function tdFrom(b: Uint8Array): Td {
+  return { link: le32(b, 0), ctrl: le32(b, 4), token: le32(b, 8), buffer: le32(b, 12) };
+}
+
+type Rec = unknown[];
+
+function corrupt(msg: string): never {
+  throw new TraceFormatError(`corrupt trace: ${msg}`);
+}
+function num(x: unknown, what: string): number {
+  if (typeof x !== 'number' || !Number.isFinite(x)) corrupt(`${what} is not a number`);
+  return x;
+}
+
+interface WordRun {
+  addr: number;
+  bytes: Uint8Array;
+  n: number;
+  changed: boolean;
+  previous: Uint8Array;
+}
+
+/** Streams one trace through a DecoderSink. */
+export class TraceDecoder {
+  readonly shadow = new ShadowMemory();
+  readonly regs: RegisterMirror = { cmd: 0, status: 0x20, intr: 0, frnum: 0, flBase: 0, ioBase: null, irq: 0 };
+  /** Frames processed so far. */
+  frames = 0;
+  tNs = 0;
+  eventNo = 0;
+  /** Times the controller was halted or reset (a TD cannot be "continuously linked" across one). */
+  haltEpoch = 0;
+
+  private frame: FrameRecord | null = null;
+  private td: TdVisit | null = null;
+  private expectData: { addr: number; len: number } | null = null;
+  private qhCtx: { addr: number; head: number } | null = null;
+  private expectTd: number | null = null;
+  private lastNode = -1;
+  private run: WordRun | null = null;
+  private readonly activeSince = new Map<number, { token: number; ns: number; frame: number }>();
+  /** 4 KiB pages of guest memory accessed without a fault. */
+  private readonly mappedPages = new Set<number>();
+  /** Frame list entries, QHs and TDs the walk has fetched before (a first fetch is not a change). */
+  private readonly seen = new Set<number>();
+  /** Async packets by TD address: port, id, OUT data. */
+  private readonly asyncByTd = new Map<number, { port: number; id: number; out: Uint8Array | null }>();
+  private effects: BoundaryEvent[] = [];
+
+  constructor(private readonly sink: DecoderSink) {}
+
+  // ------------------------------------------------------------ events
+
+  /** Decode one top-level event line. */
+  event(rec: Rec): void {
+    this.eventNo++;
+    this.tNs += num(rec[1], 'event time');
+    this.effects = [];
+    const main = this.input(rec);
+    this.closeFrame();
+    if (main) this.sink.event(main);
+    for (const e of this.effects) this.sink.event(e);
+    this.effects = [];
+  }
+
+  private base(): EventBase {
+    return { tNs: this.tNs, event: this.eventNo, frame: this.frames };
+  }
+
+  /** Perform an input (top level or nested); returns its event record. */
+  private input(rec: Rec): BoundaryEvent | null {
+    const kind = rec[0];
+    if (typeof kind !== 'string' || rec.length < 4) corrupt(`event ${this.eventNo} is not an event`);
+    const items = rec[rec.length - 1];
+    if (!Array.isArray(items)) corrupt(`event ${this.eventNo} has no item list`);
+    const result = rec[rec.length - 2];
+    let ev: BoundaryEvent | null = null;
+    const b = this.base();
+    switch (kind) {
+      case INPUT_KINDS.configRead:
+        ev = { ...b, kind: 'config', write: false, offset: num(rec[2], 'offset'), size: num(rec[3], 'size'), value: typeof result === 'number' ? result : 0 };
+        break;
+      case INPUT_KINDS.configWrite:
+        ev = { ...b, kind: 'config', write: true, offset: num(rec[2], 'offset'), size: num(rec[3], 'size'), value: num(rec[4], 'value') };
+        break;
+      case INPUT_KINDS.ioRead:
+      case INPUT_KINDS.ioWrite:
+      case INPUT_KINDS.portRead:
+      case INPUT_KINDS.portWrite: {
+        const write = kind === INPUT_KINDS.ioWrite || kind === INPUT_KINDS.portWrite;
+        const absolute = kind === INPUT_KINDS.portRead || kind === INPUT_KINDS.portWrite;
+        const where = num(rec[2], 'port');
+        const size = num(rec[3], 'size');
+        // Frames the controller caught up on run before the access itself.
+        this.items(items);
+        const claimed = absolute ? (write ? result === true : result !== null) : true;
+        const base = this.regs.ioBase;
+        const offset = absolute ? (base === null ? -1 : where - base) : where & 0x1f;
+        const value = write ? num(rec[4], 'value') : typeof result === 'number' ? result : 0;
+        if (!claimed || offset < 0 || offset >= 0x20) return null;
+        if (write) this.registerWrite(offset, size, value);
+        else this.registerRead(offset, size, value);
+        return { ...b, kind: 'io', write, offset, size, value, claimed };
+      }
+      case INPUT_KINDS.attach: {
+        const id = rec[3] as DeviceIdentity;
+        ev = { ...b, kind: 'attach', port: num(rec[2], 'port'), identity: id };
+        break;
+      }
+      case INPUT_KINDS.detach:
+        ev = { ...b, kind: 'detach', port: num(rec[2], 'port'), hadDevice: result === true };
+        break;
+      case INPUT_KINDS.reset:
+        this.resetMirror();
+        this.regs.ioBase = null;
+        ev = { ...b, kind: 'pci-reset' };
+        break;
+      case INPUT_KINDS.save:
+        ev = { ...b, kind: 'save' };
+        break;
+      case INPUT_KINDS.load: {
+        const st = rec[2] as { controller?: Partial<{ cmd: number; intr: number; frnum: number; flBase: number; status: number }> } | null;
+        const c = st?.controller;
+        if (c) {
+          this.regs.cmd = c.cmd ?? this.regs.cmd;
+          this.regs.intr = c.intr ?? this.regs.intr;
+          this.regs.frnum = c.frnum ?? this.regs.frnum;
+          this.regs.flBase = c.flBase ?? this.regs.flBase;
+          this.regs.status = c.status ?? this.regs.status;
+        }
+        this.asyncByTd.clear();
+        this.haltEpoch++;
+        ev = { ...b, kind: 'load' };
+        break;
+      }
+      case INPUT_KINDS.complete: {
+        const port = num(rec[2], 'port');
+        const id = num(rec[3], 'async id');
+        ev = { ...b, kind: 'complete', port, asyncId: id, status: String(rec[4]), actualLength: num(rec[5], 'actual length'), data: String(rec[6] ?? '') };
+        break;
+      }
+      case INPUT_KINDS.wakeup:
+        ev = { ...b, kind: 'wakeup', port: num(rec[2], 'port') };
+        break;
+      case INPUT_KINDS.activity:
+        ev = { ...b, kind: 'activity', port: num(rec[2], 'port') };
+        break;
+      case INPUT_KINDS.orphan:
+        ev = { ...b, kind: 'orphan' };
+        break;
+      case INPUT_KINDS.construct:
+      case INPUT_KINDS.timer:
+        break;
+      default:
+        corrupt(`unknown event kind ${JSON.stringify(kind)}`);
+    }
+    this.items(items);
+    return ev;
+  }
+
+  private resetMirror(): void {
+    this.regs.cmd = 0;
+    this.regs.status = 0x20;
+    this.regs.intr = 0;
+    this.regs.flBase = 0;
+    this.asyncByTd.clear();
+    this.haltEpoch++;
+  }
+
+  /** A guest register write, split into 16-bit pieces as the controller does (controller.ts ioWrite). */
+  private registerWrite(offset: number, size: number, value: number): void {
+    let done = 0;
+    while (done < size) {
+      const off = offset + done;
+      let len = size - done >= 4 ? 4 : size - done >= 2 ? 2 : 1;
+      const align = off & -off;
+      if (align !== 0 && align < len) len = align;
+      const piece = len === 4 ? value >>> 0 : (value >>> (done * 8)) & (len === 1 ? 0xff : 0xffff);
+      if (len === 4) {
+        this.writeWord(off, piece & 0xffff);
+        this.writeWord(off + 2, piece >>> 16);
+      } else this.writeWord(off, piece);
+      done += len;
+    }
+  }
+
+  private writeWord(off: number, v: number): void {
+    const r = this.regs;
+    switch (off) {
+      case REG.USBCMD:
+        if (v & (CMD_HCRESET | CMD_GRESET)) {
+          this.resetMirror();
+          return;
+        }
+        if ((r.cmd & CMD_RS) && !(v & CMD_RS)) this.haltEpoch++;
+        r.cmd = v;
+        return;
+      case REG.USBSTS:
+        r.status &= ~v;
+        return;
+      case REG.USBINTR:
+        r.intr = v;
+        return;
+      case REG.FRNUM:
+        r.frnum = v & 0x7ff;
+        return;
+      case REG.FLBASEADD:
+        r.flBase = ((r.flBase & 0xffff0000) | (v & 0xf000)) >>> 0;
+        return;
+      case REG.FLBASEADD + 2:
+        r.flBase = ((r.flBase & 0xffff) | (v << 16)) >>> 0;
+        return;
+    }
+  }
+
+  private registerRead(offset: number, size: number, value: number): void {
+    if (offset === REG.USBSTS) this.regs.status = value & 0xffff;
+    if (offset === REG.FRNUM && size >= 2) this.regs.frnum = value & 0x7ff;
+  }
+
+  // ------------------------------------------------------------- items
+
+  private items(items: unknown[]): void {
+    for (const it of items) this.item(it);
+    this.flushRun();
+  }
+
+  private item(it: unknown): void {
+    if (typeof it === 'number') {
+      this.read(it, this.shadow.bytes(it, 4), false, null);
+      return;
+    }
+    if (!Array.isArray(it)) corrupt('an item is neither a number nor a list');
+    const k = it[0];
+    if (typeof k === 'number') {
+      const x = it[1];
+      if (typeof x === 'number') this.read(k, this.shadow.bytes(k, x), false, null);
+      else {
+        const bytes = fromHex(String(x));
+        const previous = this.shadow.bytes(k, bytes.length);
+        this.shadow.write(k, bytes);
+        this.read(k, bytes, true, previous);
+      }
+      return;
+    }
+    if (isInputKind(k)) {
+      // An input that happened while the model was busy with another one.
+      this.flushRun();
+      const ev = this.input(it);
+      if (ev) this.effects.push(ev);
+      return;
+    }
+    switch (k) {
+      case OUTPUT_KINDS.write:
+      case OUTPUT_KINDS.writeFault: {
+        this.flushRun();
+        const addr = num(it[1], 'write address');
+        const bytes = fromHex(String(it[2]));
+        if (k === OUTPUT_KINDS.write) this.shadow.write(addr, bytes);
+        this.write(addr, bytes, k === OUTPUT_KINDS.writeFault);
+        return;
+      }
+      case OUTPUT_KINDS.readFault:
+        this.flushRun();
+        this.readFault(num(it[1], 'fault address'), num(it[2], 'fault length'));
+        return;
+      case OUTPUT_KINDS.irq: {
+        this.flushRun();
+        const level = it[1] ? 1 : 0;
+        this.regs.irq = level;
+        const f = this.frame;
+        if (f && level === 1) this.finishTd();
+        if (f && level === 1 && (f.ioc || f.spd || f.error)) {
+          // Raised at the end of the frame by its own interrupt causes.
+          f.irq = 1;
+          f.busy = true;
+        } else this.effects.push({ ...this.base(), kind: 'irq', level });
+        return;
+      }
+      case OUTPUT_KINDS.packet:
+        this.flushRun();
+        this.packet(it);
+        return;
+      case OUTPUT_KINDS.cancel: {
+        this.flushRun();
+        const port = num(it[1], 'port');
+        const id = num(it[2], 'async id');
+        for (const [a, p] of this.asyncByTd) if (p.id === id && p.port === port) this.asyncByTd.delete(a);
+        if (this.frame) {
+          this.frame.steps.push({ kind: 'cancel', port, asyncId: id });
+          this.frame.busy = true;
+        } else this.effects.push({ ...this.base(), kind: 'cancel', port, asyncId: id });
+        if (Array.isArray(it[3])) this.items(it[3]);
+        return;
+      }
+      case OUTPUT_KINDS.deviceReset: {
+        this.flushRun();
+        const port = num(it[1], 'port');
+        this.effects.push({ ...this.base(), kind: 'device-reset', port, address: num(it[2], 'address') });
+        if (Array.isArray(it[3])) this.items(it[3]);
+        return;
+      }
+      case OUTPUT_KINDS.ioWindow: {
+        const base = it[1] === null ? null : num(it[1], 'I/O base');
+        this.regs.ioBase = base;
+        this.effects.push({ ...this.base(), kind: 'io-window', base });
+        return;
+      }
+      case OUTPUT_KINDS.setTimer:
+      case OUTPUT_KINDS.clearTimer:
+        return;
+      default:
+        corrupt(`unknown item ${JSON.stringify(it).slice(0, 60)}`);
+    }
+  }
+
+  // -------------------------------------------------------- the walk
+
+  private inFrameList(addr: number, len: number): boolean {
+    const fl = this.regs.flBase;
+    return len === 4 && addr >= fl && addr < fl + 4096 && (addr & 3) === 0;
+  }
+
+  private read(addr: number, bytes: Uint8Array, changed: boolean, previous: Uint8Array | null): void {
+    const len = bytes.length;
+    this.mappedPages.add(Math.floor(addr / 4096));
+    const exp = this.expectData;
+    if (exp && this.td && addr === exp.addr && len === exp.len) {
+      this.flushRun();
+      this.expectData = null;
+      this.td.out = bytes.slice();
+      return;
+    }
+    this.expectData = null;
+    if (this.inFrameList(addr, len) && !this.continuesRun(addr)) {
+      this.flushRun();
+      this.startFrame(addr);
+      const link = le32(bytes, 0);
+      const seen = this.seen.has(addr);
+      if (!seen) this.seen.add(addr);
+      this.frame!.steps.push({ kind: 'fl', index: (addr - this.regs.flBase) >> 2, addr, link, changed: changed && seen });
+      this.lastNode = addr;
+      if (changed && seen) this.frame!.busy = true;
+      return;
+    }
+    if (len === 4) {
+      const r = this.run;
+      if (r && addr === r.addr + 4 * r.n && r.n < 4) {
+        r.bytes.set(bytes, 4 * r.n);
+        r.previous.set(previous ?? bytes, 4 * r.n);
+        r.changed ||= changed;
+        r.n++;
+        if (r.n === 4) {
+          this.run = null;
+          this.tdFetched(r.addr, r.bytes, r.changed, r.changed ? r.previous : null);
+        }
+        return;
+      }
+      this.flushRun();
+      const nr: WordRun = { addr, bytes: new Uint8Array(16), n: 1, changed, previous: new Uint8Array(16) };
+      nr.bytes.set(bytes, 0);
+      nr.previous.set(previous ?? bytes, 0);
+      this.run = nr;
+      return;
+    }
+    this.flushRun();
+    if (len === 16) {
+      this.tdFetched(addr, bytes, changed, previous);
+      return;
+    }
+    this.step({ kind: 'mem', addr, length: len, write: false, hex: Buffer.from(bytes).toString('hex') });
+  }
+
+  /** A dword read that continues a QH/TD word run (never the case for the frame list, but be safe). */
+  private continuesRun(addr: number): boolean {
+    const r = this.run;
+    return r !== null && addr === r.addr + 4 * r.n && r.n < 4 && r.n !== 2;
+  }
+
+  private flushRun(): void {
+    const r = this.run;
+    if (!r) return;
+    this.run = null;
+    if (r.n === 2) {
+      this.qhFetched(r.addr, le32(r.bytes, 0), le32(r.bytes, 4), r.changed);
+      return;
+    }
+    for (let i = 0; i < r.n; i++) {
+      this.step({ kind: 'mem', addr: r.addr + 4 * i, length: 4, write: false, hex: Buffer.from(r.bytes.subarray(4 * i, 4 * i + 4)).toString('hex') });
+    }
+  }
+
+  private step(s: WalkStep): void {
+    if (!this.frame) this.startFrame(-1);
+    this.frame!.steps.push(s);
+    if (s.kind !== 'fl' && s.kind !== 'qh' && s.kind !== 'td') this.frame!.busy = true;
+  }
+
+  private startFrame(flAddr: number): void {
+    this.closeFrame();
+    this.frames++;
+    const r = this.regs;
+    if (flAddr >= 0) {
+      const idx = (flAddr - r.flBase) >> 2;
+      if ((r.frnum & 0x3ff) !== idx) {
+        let f = (r.frnum & 0x400) | idx;
+        if (f < r.frnum) f = (f + 0x400) & 0x7ff;
+        r.frnum = f;
+      }
+    }
+    this.frame = { serial: this.frames, frnum: r.frnum, tNs: this.tNs, event: this.eventNo, steps: [], irq: null, ioc: false, spd: false, error: false, busy: false };
+    this.qhCtx = null;
+    this.expectTd = null;
+    this.td = null;
+  }
+
+  private closeFrame(): void {
+    this.flushRun();
+    const f = this.frame;
+    if (!f) return;
+    this.finishTd();
+    this.frame = null;
+    this.regs.frnum = (this.regs.frnum + 1) & 0x7ff;
+    this.sink.frame(f);
+  }
+
+  private qhFetched(addr: number, head: number, element: number, changedBytes: boolean): void {
+    this.finishTd();
+    const changed = changedBytes && this.seen.has(addr);
+    this.seen.add(addr);
+    this.step({ kind: 'qh', addr, head, element, changed });
+    if (changed) this.frame!.busy = true;
+    this.lastNode = addr;
+    if (element & (LINK_T | LINK_Q)) {
+      this.qhCtx = null;
+      this.expectTd = null;
+    } else {
+      this.qhCtx = { addr, head };
+      this.expectTd = (element & LINK_PTR_MASK) >>> 0;
+    }
+  }
+
+  private tdFetched(addr: number, bytes: Uint8Array, changedBytes: boolean, previous: Uint8Array | null): void {
+    this.finishTd();
+    const td = tdFrom(bytes);
+    const fresh = !this.seen.has(addr);
+    if (fresh) this.seen.add(addr);
+    const changed = changedBytes && !fresh;
+    const via = this.qhCtx && this.expectTd === addr ? this.qhCtx.addr : -1;
+    let since = this.activeSince.get(addr);
+    if (td.ctrl & TDC_ACTIVE) {
+      if (!since || since.token !== td.token || changed) {
+        since = { token: td.token, ns: this.tNs, frame: this.frames };
+        this.activeSince.set(addr, since);
+      }
+    }
+    const visit: TdVisit = {
+      addr,
+      td,
+      changed,
+      previous: changed && previous ? tdFrom(previous) : null,
+      via,
+      ctrlAfter: null,
+      result: 'not-run',
+      port: null,
+      out: null,
+      in: null,
+      elementAdvance: null,
+      activeSinceNs: since ? since.ns : this.tNs,
+      activeSinceFrame: since ? since.frame : this.frames,
+    };
+    this.step({ kind: 'td', visit });
+    // Work the guest just queued (a new or rewritten active TD) is worth showing.
+    if ((changed || fresh) && td.ctrl & TDC_ACTIVE) this.frame!.busy = true;
+    this.td = visit;
+    this.lastNode = addr;
+    const pid = tokenPid(td.token);
+    const maxLen = tokenMaxLen(td.token);
+    if (td.ctrl & TDC_ACTIVE && (pid === PID_OUT || pid === PID_SETUP) && maxLen > 0 && maxLen <= 0x500 && !this.asyncByTd.has(addr)) {
+      this.expectData = { addr: td.buffer >>> 0, len: maxLen };
+    }
+  }
+
+  private write(addr: number, bytes: Uint8Array, fault: boolean): void {
+    const v = this.td;
+    const f = this.frame;
+    const page = Math.floor(addr / 4096);
+    if (fault) {
+      this.step({ kind: 'fault', addr, length: bytes.length, write: true, what: v && addr === v.td.buffer ? 'data buffer' : 'memory', from: v ? v.addr : -1, wasMapped: this.mappedPages.has(page) });
+      return;
+    }
+    this.mappedPages.add(page);
+    if (v && addr === v.addr + 4 && bytes.length === 4) {
+      v.ctrlAfter = le32(bytes, 0);
+      if (f) f.busy ||= !(v.ctrlAfter & TDC_ACTIVE) || (v.ctrlAfter & ~TDC_NAK) !== (v.td.ctrl & ~TDC_NAK);
+      return;
+    }
+    if (bytes.length === 4 && this.qhCtx && addr === this.qhCtx.addr + 4) {
+      const e = le32(bytes, 0);
+      if (v) v.elementAdvance = e;
+      this.expectTd = e & (LINK_T | LINK_Q) ? null : (e & LINK_PTR_MASK) >>> 0;
+      if (f) f.busy = true;
+      return;
+    }
+    if (v && addr === v.td.buffer && tokenPid(v.td.token) === PID_IN) {
+      v.in = bytes.slice();
+      if (f) f.busy = true;
+      return;
+    }
+    this.step({ kind: 'mem', addr, length: bytes.length, write: true, hex: Buffer.from(bytes).toString('hex') });
+  }
+
+  private readFault(addr: number, len: number): void {
+    const what: 'frame list entry' | 'QH' | 'TD' | 'data buffer' | 'memory' = this.inFrameList(addr, len)
+      ? 'frame list entry'
+      : this.expectData && addr === this.expectData.addr
+        ? 'data buffer'
+        : len === 16
+          ? 'TD'
+          : len === 4
+            ? 'QH'
+            : 'memory';
+    if (what === 'frame list entry') this.startFrame(addr);
+    const from = what === 'data buffer' && this.td ? this.td.addr : what === 'frame list entry' ? -1 : this.lastNode;
+    this.step({ kind: 'fault', addr, length: len, write: false, what, from, wasMapped: this.mappedPages.has(Math.floor(addr / 4096)) });
+    this.expectData = null;
+    const f = this.frame!;
+    f.error = true;
+  }
+
+  private packet(it: unknown[]): void {
+    const v = this.td;
+    const port = num(it[1], 'port');
+    const status = String(it[7]);
+    const id = num(it[11], 'async id');
+    if (v) {
+      v.port = port;
+      if (typeof it[6] === 'string' && !v.out && it[6].length) v.out = fromHex(it[6]);
+      if (status === 'async') this.asyncByTd.set(v.addr, { port, id, out: v.out });
+      else if (status === 'nak') v.result = 'nak';
+    }
+    if (Array.isArray(it[12])) this.items(it[12]);
+    if (this.frame && status !== 'nak') this.frame.busy = true;
+  }
+
+  /** Settle the current TD's result and the frame's interrupt causes. */
+  private finishTd(): void {
+    const v = this.td;
+    if (!v) return;
+    this.td = null;
+    this.expectData = null;
+    const f = this.frame;
+    const before = v.td.ctrl;
+    const pending = this.asyncByTd.get(v.addr);
+    if (!(before & TDC_ACTIVE)) {
+      v.result = 'inactive';
+      // An inactive TD with IOC still requests the interrupt (QEMU; schedule.ts handleTd).
+      if (before & TDC_IOC && f) f.ioc = true;
+      return;
+    }
+    const after = v.ctrlAfter;
+    if (after === null) {
+      if (v.result === 'nak') return;
+      if (pending) {
+        v.result = v.port !== null ? 'async' : 'in-flight';
+        if (v.port === null) v.port = pending.port;
+        if (!v.out) v.out = pending.out;
+      } else {
+        v.result = 'not-run';
+        // An invalid TD stops the controller with HC Process Error (schedule.ts handleTd), which interrupts.
+        if (f && invalidTdReason(v.td) !== null) f.error = true;
+      }
+      return;
+    }
+    if (pending) {
+      if (v.port === null) v.port = pending.port;
+      if (!v.out) v.out = pending.out;
+    }
+    if (after & TDC_ACTIVE) {
+      if (after & TDC_CRCTO && !(before & TDC_CRCTO && (after & 0x18000000) === (before & 0x18000000))) v.result = 'retry';
+      else v.result = 'nak';
+      return;
+    }
+    this.asyncByTd.delete(v.addr);
+    this.activeSince.delete(v.addr);
+    if (after & TDC_BABBLE) v.result = 'babble';
+    else if (after & TDC_STALLED) v.result = 'stall';
+    else if (after & TDC_CRCTO) v.result = 'crc-timeout';
+    else if (after & TDC_DBE) v.result = 'data-buffer-error';
+    else if (after & TDC_BITSTUFF) v.result = 'bitstuff';
+    else {
+      const short = tokenPid(v.td.token) === PID_IN && ctrlActualLength(after) < tokenMaxLen(v.td.token);
+      v.result = short ? 'short' : 'ok';
+      if (short && after & TDC_SPD && f) f.spd = true;
+    }
+    if (f) {
+      if (after & TDC_IOC) f.ioc = true;
+      if (v.result !== 'ok' && v.result !== 'short') f.error = true;
+    }
+  }
+}
+
+export interface DecodedTrace {
+  header: TraceHeader;
+  summary: TraceSummary;
+  events: number;
+  frames: number;
+}
+
+/** Decode a whole trace file (or its bytes) into `sink`. Throws TraceFormatError for unusable files. */
+export async function decodeTrace(source: TraceSource, sink: DecoderSink, onDecoder?: (d: TraceDecoder) => void): Promise<DecodedTrace> {
+  const name = typeof source === 'string' ? source : 'trace';
+  const batches = traceLineBatches(source);
+  let header: TraceHeader | null = null;
+  let summary: TraceSummary | null = null;
+  const dec = new TraceDecoder(sink);
+  onDecoder?.(dec);
+  let events = 0;
+  try {
+    for await (const batch of batches) {
+      for (const line of batch) {
+        if (!header) {
+          header = parseHeader(line, name);
+          continue;
+        }
+        if (summary) throw new TraceFormatError(`${name} is corrupt: data after the summary line`);
+        if (line.charCodeAt(0) === 0x7b) {
+          summary = parseSummary(line);
+          if (!summary) throw new TraceFormatError(`${name} is corrupt: line ${events + 2} is neither an event nor the summary`);
+          continue;
+        }
+        events++;
+        let rec: unknown;
+        try {
+          rec = JSON.parse(line);
+        } catch {
+          throw new TraceFormatError(`${name} is corrupt: event ${events} is not valid JSON`);
+        }
+        if (!Array.isArray(rec)) throw new TraceFormatError(`${name} is corrupt: event ${events} is not an event`);
+        dec.event(rec);
+      }
+    }
+  } finally {
+    await batches.return(undefined);
+  }
+  if (!header) throw new TraceFormatError(`${name} is empty (no header line)`);
+  if (!summary) throw new TraceFormatError(`${name} is truncated: no summary line (the recording was not closed)`);
+  return { header, summary, events, frames: dec.frames };
+}
+
+/**
+ * Why an active TD is invalid (the model raises HC Process Error and halts):
+ * a PID other than IN/OUT/SETUP, MaxLen above 1280 (UHCI DG §3.2.3), or a
+ * SETUP to an endpoint other than 0 (schedule.ts, as QEMU 7.2.21+). Null if valid.
+ */
+export function invalidTdReason(td: Td): string | null {
+  const pid = tokenPid(td.token);
+  if (pid !== PID_IN && pid !== PID_OUT && pid !== PID_SETUP) return `invalid PID 0x${pid.toString(16)}`;
+  if (tokenMaxLen(td.token) > 0x500) return `invalid MaxLen ${tokenMaxLen(td.token)} (more than 1280)`;
+  if (pid === PID_SETUP && ((td.token >>> 15) & 0xf) !== 0) return `SETUP to endpoint ${(td.token >>> 15) & 0xf}`;
+  return null;
+}
