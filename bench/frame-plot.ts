@@ -6,27 +6,17 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UhciPciFunction } from '../src/device/uhci-pci-function.js';
-import { InProcessBus } from '../src/guest/model-bus.js';
-import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
 import { ManualClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
-import { createDevice } from '../src/usb/devices.js';
-import { installLinuxSchedule } from './linux-schedule.js';
+import { idleTabletGuest } from './linux-schedule.js';
 import { installBulkLoad } from './bulk-load.js';
 
 async function perFrameCosts(busy: boolean, frames: number): Promise<number[]> {
   const clock = new ManualClock();
   const mem = new FlatMemory(16 << 20);
   const fn = new UhciPciFunction({ mem, irq: new LatchedIrq(), clock });
-  fn.attach(0, createDevice('usb-tablet', { clock, portPath: '1' }));
-  const bus = new InProcessBus(fn, mem, clock, 5);
-  const driver = new UhciGuestDriver(bus);
-  await driver.probe();
-  await driver.start();
-  const dev = await driver.enumerate(0);
-  const sched = await installLinuxSchedule(bus, 0x200000, dev.address, 1, 8);
-  await bus.outl(driver.ioBase + 0x08, sched.frameList);
+  const { bus, dev, sched } = await idleTabletGuest(fn, mem, clock, clock);
   if (busy) await installBulkLoad(bus, sched, dev.address);
   const hc = fn.controller;
   const costs: number[] = [];

@@ -8,6 +8,12 @@
  */
 import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_SPD, makeToken } from '../src/uhci/descriptors.js';
 import { PID_IN } from '../src/usb/packet.js';
+import type { UhciPciFunction } from '../src/device/uhci-pci-function.js';
+import { InProcessBus } from '../src/guest/model-bus.js';
+import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
+import type { Clock, ManualClock } from '../src/platform/clock.js';
+import type { FlatMemory } from '../src/platform/memory.js';
+import { createDevice } from '../src/usb/devices.js';
 
 export interface MemWriter {
   writeMem(addr: number, bytes: Uint8Array): Promise<void>;
@@ -58,4 +64,22 @@ export async function installLinuxSchedule(mem: MemWriter, base: number, devAddr
   }
   await mem.writeMem(frameList, u32s(words));
   return { frameList, intQh, controlQh, bulkQh, termQh, tabletTd };
+}
+
+/**
+ * Plug an emulated tablet into port 1 of `fn`, let the built-in guest driver
+ * find the function, start the controller and enumerate the tablet, then
+ * install the Linux skeleton with the tablet's NAKing interrupt TD.
+ * `manual`: the ManualClock the bus advances (null: real time, sleeping).
+ */
+export async function idleTabletGuest(fn: UhciPciFunction, mem: FlatMemory, clock: Clock, manual: ManualClock | null) {
+  fn.attach(0, createDevice('usb-tablet', { clock, portPath: '1' }));
+  const bus = new InProcessBus(fn, mem, manual, 5);
+  const driver = new UhciGuestDriver(bus);
+  await driver.probe();
+  await driver.start();
+  const dev = await driver.enumerate(0);
+  const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
+  await bus.outl(driver.ioBase + 0x08, sched.frameList);
+  return { bus, driver, dev, sched };
 }

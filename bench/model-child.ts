@@ -6,13 +6,10 @@
  * argv: idle|busy [idleCoalesce]
  */
 import { UhciPciFunction } from '../src/device/uhci-pci-function.js';
-import { InProcessBus } from '../src/guest/model-bus.js';
-import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
 import { RealClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
-import { createDevice } from '../src/usb/devices.js';
-import { installLinuxSchedule } from './linux-schedule.js';
+import { idleTabletGuest } from './linux-schedule.js';
 import { installBulkLoad } from './bulk-load.js';
 
 async function main(): Promise<void> {
@@ -21,15 +18,7 @@ async function main(): Promise<void> {
   const clock = new RealClock();
   const mem = new FlatMemory(128 << 20);
   const fn = new UhciPciFunction({ mem, irq: new LatchedIrq(), clock, idleCoalesce: coalesce });
-  const tablet = createDevice('usb-tablet', { clock, portPath: '1' });
-  fn.attach(0, tablet);
-  const bus = new InProcessBus(fn, mem, null, 5);
-  const driver = new UhciGuestDriver(bus);
-  await driver.probe();
-  await driver.start();
-  const dev = await driver.enumerate(0);
-  const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
-  await bus.outl(driver.ioBase + 0x08, sched.frameList);
+  const { bus, dev, sched } = await idleTabletGuest(fn, mem, clock, null);
   if (mode === 'busy') await installBulkLoad(bus, sched, dev.address);
   process.stdout.write('ready\n');
   // Stay alive; the parent kills us.

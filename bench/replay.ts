@@ -8,8 +8,6 @@
  * Run: npm run -s build && node dist/bench/replay.js [seconds] [idleCoalesce]
  */
 import { fileURLToPath } from 'node:url';
-import { InProcessBus } from '../src/guest/model-bus.js';
-import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
 import { ManualClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
@@ -17,8 +15,7 @@ import { createRecordedFunction } from '../src/trace/recorded-function.js';
 import { Recorder } from '../src/trace/recorder.js';
 import { replayTrace } from '../src/trace/replay.js';
 import { MemorySink } from '../src/trace/sink.js';
-import { createDevice } from '../src/usb/devices.js';
-import { installLinuxSchedule } from './linux-schedule.js';
+import { idleTabletGuest } from './linux-schedule.js';
 
 export interface ReplayBenchResult {
   /** Guest time covered by the trace divided by the wall time of its replay. */
@@ -38,14 +35,7 @@ export async function recordIdleTrace(seconds: number, idleCoalesce: number): Pr
   const sink = new MemorySink();
   const recorder = new Recorder(sink, { notes: `bench: idle tablet, ${seconds} s`, model: 'uhci-dm bench' });
   const fn = createRecordedFunction({ mem, irq: new LatchedIrq(), clock, recorder, idleCoalesce });
-  fn.attach(0, createDevice('usb-tablet', { clock, portPath: '1' }));
-  const bus = new InProcessBus(fn, mem, clock, 5);
-  const driver = new UhciGuestDriver(bus);
-  await driver.probe();
-  await driver.start();
-  const dev = await driver.enumerate(0);
-  const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
-  await bus.outl(driver.ioBase + 0x08, sched.frameList);
+  const { bus, driver } = await idleTabletGuest(fn, mem, clock, clock);
   // Idle: the guest looks at USBSTS now and then, as a driver's timer would.
   const stepMs = 250;
   for (let t = 0; t < seconds * 1000; t += stepMs) {
