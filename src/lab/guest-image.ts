@@ -174,3 +174,38 @@ function isStaticElf(b: Uint8Array): boolean {
   }
   return true;
 }
+
+/*
+ * The host's files in the guest (virtio-9p). QEMU exports the host root
+ * read-only (`-virtfs local,path=/,...,readonly=on`); the guest mounts it
+ * and chroots into it with its own /dev, /proc and /sys bind-mounted, so
+ * that the host's node (and this repository's dist/ and node_modules/)
+ * run inside the guest against the guest's kernel.
+ */
+
+/** The 9p mount tag of the host root. */
+export const HOST_ROOT_TAG = 'hostroot';
+
+/** Modules the guest needs for the 9p mount (dependencies are resolved from modules.dep). */
+export const HOST_ROOT_MODULES: readonly string[] = ['virtio_pci', '9pnet_virtio', '9p'];
+
+/** QEMU arguments exporting the host root read-only to the guest. */
+export function hostRootQemuArgs(path = '/'): string[] {
+  return ['-virtfs', `local,path=${path},mount_tag=${HOST_ROOT_TAG},security_model=none,readonly=on,multidevs=remap`];
+}
+
+/**
+ * Guest shell lines that mount the host root at `mnt` (with /dev, /proc,
+ * /sys bind-mounted and a tmpfs on /tmp) so `chroot mnt cmd` runs the
+ * host's programs. Prints `@@LAB:hostroot-failed` if the mount fails.
+ */
+export function hostRootMountScript(mnt = '/host'): string {
+  return [
+    `mkdir -p ${mnt}`,
+    `mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose ${HOST_ROOT_TAG} ${mnt} || echo "@@LAB:hostroot-failed"`,
+    `mount --bind /dev ${mnt}/dev && mount --bind /proc ${mnt}/proc && mount --bind /sys ${mnt}/sys`,
+    `mount -t tmpfs tmpfs ${mnt}/tmp`,
+    `[ -d ${mnt}/dev/shm ] && mount -t tmpfs tmpfs ${mnt}/dev/shm`,
+    '',
+  ].join('\n');
+}

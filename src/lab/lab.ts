@@ -63,6 +63,8 @@ export interface LabOptions {
    * while the guest runs, then plug a new one of the same kind back in.
    */
   replugPort?: 1 | 2;
+  /** Extra QEMU arguments (e.g. hostRootQemuArgs() to give the guest the host's files over 9p). */
+  extraQemuArgs?: readonly string[];
 }
 
 export interface LabInjection {
@@ -165,6 +167,7 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
     // Guest RAM in a shared file (an unlinked temporary in /dev/shm) so the proxy can map it.
     '-object', `memory-backend-file,id=mem,size=512M,mem-path=${existsSync('/dev/shm') ? '/dev/shm' : tmpdir()},share=on`,
     '-machine', 'pc,memory-backend=mem',
+    ...(opts.extraQemuArgs ?? []),
   ];
 
   const logger = new CollectingLogger(LOG_ORDER[opts.modelLogLevel ?? 'info']);

@@ -131,7 +131,8 @@ export function encodeConfigDescriptor(c: ConfigDescriptor, type: number = DT_CO
   const body = concat(c.interfaces.map(encodeInterfaceDescriptor));
   const total = 9 + body.length;
   const head = Uint8Array.from([
-    9, type, lo(total), hi(total), c.interfaces.length, c.value, c.iConfiguration,
+    // bNumInterfaces counts interfaces, not alternate settings (USB 2.0 Table 9-10).
+    9, type, lo(total), hi(total), new Set(c.interfaces.map((i) => i.number)).size, c.value, c.iConfiguration,
     c.attributes, c.maxPower,
   ]);
   return concat([head, body]);

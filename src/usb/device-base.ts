@@ -133,6 +133,12 @@ export interface StandardDescriptors {
   langIds: readonly number[];
   /** Whether BOS is answered with a USB 2.0 extension (LPM), as QEMU does when a high-speed table exists. */
   bosUsb2Ext: boolean;
+  /**
+   * The device has no BOS descriptor: GET_DESCRIPTOR(BOS) stalls. Linux
+   * gadgets (composite.c composite_setup) answer BOS only when the UDC is
+   * super-speed or LPM capable or WebUSB is on; QEMU devices always answer.
+   */
+  noBos?: boolean;
 }
 
 export class DeviceStateError extends Error {
@@ -603,6 +609,7 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
         return c ? encodeConfigDescriptor(c, DT_OTHER_SPEED_CONFIG) : null;
       }
       case DT_BOS:
+        if (d.noBos) return null;
         // desc.c usb_desc_bos: a USB 2.0 extension (LPM) when a high-speed table exists.
         return d.bosUsb2Ext ? encodeBosUsb2Ext(true) : Uint8Array.of(5, DT_BOS, 5, 0, 0);
       default:

@@ -188,6 +188,9 @@ export class GadgetZero extends EmulatedUsbDevice {
         strings: [undefined, 'uhci-dm', 'Gadget Zero', serial, 'source and sink data', 'loop input to output'],
         langIds: [0x0409],
         bosUsb2Ext: false,
+        // A full-speed gadget without LPM: composite.c stalls GET_DESCRIPTOR(BOS)
+        // (usbtest test 10 subcase 15 expects -EPIPE for bcdUSB < 0x0201).
+        noBos: true,
       },
       'usb-2.0',
     );

@@ -207,3 +207,19 @@ describe('Gadget Zero', () => {
     expect(() => copy.loadState({})).toThrow(TypeError);
   });
 });
+
+describe('gadget zero: findings of the usbtest lab', () => {
+  test('bNumInterfaces counts interfaces, not alternate settings (Linux: "config 3 has 1 interface, different from the descriptor\'s value: 2")', () => {
+    const d = gadgetZeroDescriptors();
+    const ss = encodeConfigDescriptor(d.configs[0]!);
+    expect(d.configs[0]!.interfaces.length).toBe(2); // alt 0 and alt 1 of interface 0
+    expect(ss[4]).toBe(1);
+  });
+
+  test('GET_DESCRIPTOR(BOS) stalls: a bcdUSB 2.00 gadget without LPM has none (usbtest test 10 subcase 15)', () => {
+    const dev = fresh();
+    expect(setup(dev, 0x80, 0x06, 0x0f00, 0, 5).status).toBe('stall');
+    // ep0 still works after the stall
+    expect(setup(dev, 0x80, 0x06, 0x0100, 0, 18).data.length).toBe(18);
+  });
+});

@@ -27,6 +27,28 @@
  *    endpoint, so no data the device already sent is lost (QEMU cancels
  *    instead). OUT: up to `maxOutInFlight` transfers per endpoint, more are
  *    NAKed; a cancelled OUT transfer is cancelled at libusb.
+ *  - Pipelining (opt-in, off by default; QEMU's UHCI gets the same effect
+ *    from queue filling, which our schedule engine does not do):
+ *    `bulkInReadAhead` keeps a libusb transfer of that many bytes in flight
+ *    on each bulk IN endpoint and serves the guest's IN packets from what
+ *    it returned, one max-packet chunk per packet, synchronously. The
+ *    chunks are exactly the device's packets: a transfer that ends early
+ *    ended with a short packet (served as is) or, when its length is a
+ *    multiple of the max packet, with a zero-length packet (served as an
+ *    empty packet); a transfer that failed after some data serves the data
+ *    first, then its error (stall, ...) on the next packet; nothing more is
+ *    read ahead until the guest clears the halt. Data read ahead and not yet
+ *    served is dropped by CLEAR_FEATURE(HALT), SET_CONFIGURATION,
+ *    SET_INTERFACE and resets, as a device FIFO flush would.
+ *    `bulkOutWriteBehind` acknowledges bulk OUT packets at once and sends
+ *    them in coalesced libusb transfers (a short or empty packet ends a
+ *    transfer; full packets are sent after the frame walk when no
+ *    write-behind transfer is running or half the window (at most 4 KiB)
+ *    has gathered, else when the running one completes), with at
+ *    most that many bytes not yet confirmed by the device; beyond it the
+ *    guest is NAKed. A write-behind transfer that fails makes the next OUT
+ *    packet on that endpoint answer the failure (for a stall: the guest sees
+ *    the halt one packet later than the wire would show it).
  *  - Isochronous (UHCI retires an isochronous TD after one attempt, so these
  *    never answer `async`): IN hands over the last completed transfer or an
  *    empty packet, keeping one transfer in flight; OUT is sent without
@@ -108,6 +130,10 @@ export interface HostUsbDeviceOptions {
   unknownSpeed?: UsbSpeed;
   /** OUT (and isochronous) transfers in flight per endpoint (default 4, minimum 1). */
   maxOutInFlight?: number;
+  /** Bulk IN read-ahead: bytes per libusb transfer kept in flight (0 = off, the default). */
+  bulkInReadAhead?: number;
+  /** Bulk OUT write-behind: bytes acknowledged but not yet confirmed by the device (0 = off, the default). */
+  bulkOutWriteBehind?: number;
   controlTimeoutMs?: number;
   dataTimeoutMs?: number;
   /** The host device went away (unplugged, or NO_DEVICE from libusb). Called once, asynchronously. */
@@ -135,6 +161,28 @@ interface EndpointQueue {
   buffered: TransferResult | null;
   /** Isochronous transfers refused by the backend. */
   unsupported: boolean;
+  /** Bulk IN read-ahead: finished transfers being served packet by packet, oldest first. */
+  streams: InStream[];
+  /** Bulk OUT write-behind: acknowledged bytes not yet submitted. */
+  outChunks: Uint8Array[];
+  outChunkBytes: number;
+  /** Bulk OUT write-behind: submitted bytes not yet confirmed. */
+  outInFlightBytes: number;
+  /** Bulk OUT write-behind: a failed transfer, answered to the next OUT packet. */
+  outError: UsbStatus | null;
+  outFlushQueued: boolean;
+  /** Bulk IN read-ahead: an error was served; read ahead again only after a flush (CLEAR_HALT). */
+  inHalted: boolean;
+}
+
+/** A read-ahead transfer's result, served as the device's packets. */
+interface InStream {
+  data: Uint8Array;
+  offset: number;
+  /** The device ended the transfer with a zero-length packet not yet served. */
+  zlp: boolean;
+  /** 'ack', or the transfer's error, served after the data. */
+  end: UsbStatus;
 }
 
 type ControlStage = 'idle' | 'data' | 'status';
@@ -239,6 +287,8 @@ export class HostUsbDevice implements UsbDevice {
       fullSpeedCompat: opts.fullSpeedCompat ?? true,
       unknownSpeed: opts.unknownSpeed ?? 'full',
       maxOutInFlight: Math.max(1, opts.maxOutInFlight ?? 4),
+      bulkInReadAhead: Math.max(0, opts.bulkInReadAhead ?? 0),
+      bulkOutWriteBehind: Math.max(0, opts.bulkOutWriteBehind ?? 0),
       controlTimeoutMs: opts.controlTimeoutMs ?? CONTROL_TIMEOUT_MS,
       dataTimeoutMs: opts.dataTimeoutMs ?? DATA_TIMEOUT_MS,
       onDisconnect: opts.onDisconnect,
@@ -481,7 +531,7 @@ export class HostUsbDevice implements UsbDevice {
       else pend.packet = null;
       pend.handle?.cancel();
     }
-    for (const q of this.endpoints.values()) q.buffered = null;
+    for (const q of this.endpoints.values()) HostUsbDevice.clearQueue(q);
     this.control = null;
   }
 
@@ -657,6 +707,7 @@ export class HostUsbDevice implements UsbDevice {
       });
       return;
     }
+    if (type === 0x02 && request === 0x03 && value === 0) this.dropReadAhead(index & 0x8f);
     const pend = this.track('control-status', p, null);
     this.control = pend;
     try {
@@ -774,6 +825,13 @@ export class HostUsbDevice implements UsbDevice {
           pending: [],
           buffered: null,
           unsupported: false,
+          streams: [],
+          outChunks: [],
+          outChunkBytes: 0,
+          outInFlightBytes: 0,
+          outError: null,
+          outFlushQueued: false,
+          inHalted: false,
         });
       }
     }
@@ -787,7 +845,17 @@ export class HostUsbDevice implements UsbDevice {
       this.finish(pend, 'ioerror');
       pend.handle?.cancel();
     }
-    for (const q of this.endpoints.values()) q.buffered = null;
+    for (const q of this.endpoints.values()) HostUsbDevice.clearQueue(q);
+  }
+
+  private static clearQueue(q: EndpointQueue): void {
+    q.buffered = null;
+    q.streams = [];
+    q.outChunks = [];
+    q.outChunkBytes = 0;
+    q.outInFlightBytes = 0;
+    q.outError = null;
+    q.inHalted = false;
   }
 
   /** CLEAR_HALT: forget what the endpoint had in flight or buffered. */
@@ -799,7 +867,7 @@ export class HostUsbDevice implements UsbDevice {
       this.finish(pend, 'ioerror');
       pend.handle?.cancel();
     }
-    q.buffered = null;
+    HostUsbDevice.clearQueue(q);
   }
 
   /* ------------------------------------------------------------------ */
@@ -817,8 +885,214 @@ export class HostUsbDevice implements UsbDevice {
       else this.isoOut(p, q);
       return;
     }
-    if (isIn) this.dataIn(p, q);
+    if (q.type === 'bulk' && isIn && this.opts.bulkInReadAhead > 0) this.readAheadIn(p, q);
+    else if (q.type === 'bulk' && !isIn && this.opts.bulkOutWriteBehind > 0) this.writeBehindOut(p, q);
+    else if (isIn) this.dataIn(p, q);
     else this.dataOut(p, q);
+  }
+
+  /** Bytes read ahead and not yet served on a bulk IN endpoint (for pacing and tests). */
+  readAheadBytes(address: number): number {
+    const q = this.endpoints.get(address);
+    if (!q) return 0;
+    let n = 0;
+    for (const st of q.streams) n += st.data.length - st.offset;
+    return n;
+  }
+
+  /** Bulk OUT bytes acknowledged to the guest and not yet confirmed by the device. */
+  writeBehindBytes(address: number): number {
+    const q = this.endpoints.get(address);
+    return q ? q.outChunkBytes + q.outInFlightBytes : 0;
+  }
+
+  /* Bulk IN read-ahead ------------------------------------------------- */
+
+  /**
+   * SET_FEATURE(ENDPOINT_HALT) from the guest: what was read ahead must not
+   * be served after the halt, so it is dropped, and a prefetch nobody waits
+   * for is cancelled (its data, if it still arrives, is discarded).
+   */
+  private dropReadAhead(address: number): void {
+    const q = this.endpoints.get(address);
+    if (!q || !(address & 0x80)) return;
+    q.streams = [];
+    for (const pend of [...q.pending]) {
+      if (pend.packet) continue;
+      this.untrack(pend);
+      pend.handle?.cancel();
+    }
+  }
+
+  private static streamOf(r: TransferResult, requested: number, maxPacket: number): InStream {
+    const status = packetStatusForTransfer(r.status);
+    const n = r.data.length;
+    // Ended early on a packet boundary without error: the device sent a zero-length packet.
+    const zlp = status === 'ack' && n < requested && n % maxPacket === 0;
+    return { data: r.data, offset: 0, zlp, end: status };
+  }
+
+  /** Serve the next device packet from the read-ahead streams into `p`. */
+  private serveStream(p: UsbPacket, q: EndpointQueue): void {
+    const st = q.streams[0]!;
+    const remain = st.data.length - st.offset;
+    if (remain > 0) {
+      const n = Math.min(q.maxPacketSize, remain);
+      const chunk = st.data.subarray(st.offset, st.offset + n);
+      st.offset += n;
+      if (n > p.data.length) {
+        p.status = 'babble';
+        p.actualLength = 0;
+      } else {
+        p.data.set(chunk);
+        p.status = 'ack';
+        p.actualLength = n;
+      }
+    } else if (st.zlp) {
+      st.zlp = false;
+      p.status = 'ack';
+      p.actualLength = 0;
+    } else {
+      p.status = st.end;
+      p.actualLength = 0;
+      q.streams.shift();
+      q.inHalted = true;
+      return;
+    }
+    if (st.offset >= st.data.length && !st.zlp && st.end === 'ack') q.streams.shift();
+  }
+
+  private readAheadIn(p: UsbPacket, q: EndpointQueue): void {
+    if (q.streams.length) {
+      this.serveStream(p, q);
+      this.prefetch(q);
+      return;
+    }
+    const running = q.pending[0];
+    if (running) {
+      if (running.packet) {
+        p.status = 'nak';
+        return;
+      }
+      running.packet = p; // the read-ahead in flight answers this packet
+      p.status = 'async';
+      return;
+    }
+    if (this.submitReadAhead(q, p)) p.status = 'async';
+  }
+
+  /** Keep one read-ahead transfer in flight while little is buffered and the endpoint is not halted. */
+  private prefetch(q: EndpointQueue): void {
+    if (q.pending.length || q.inHalted || this.gone || this.closed) return;
+    let buffered = 0;
+    for (const st of q.streams) {
+      if (st.end !== 'ack') return;
+      buffered += st.data.length - st.offset;
+    }
+    if (buffered < this.opts.bulkInReadAhead) this.submitReadAhead(q, null);
+  }
+
+  private submitReadAhead(q: EndpointQueue, p: UsbPacket | null): boolean {
+    const mps = q.maxPacketSize || 64;
+    const want = Math.max(mps, Math.floor(this.opts.bulkInReadAhead / mps) * mps, p ? Math.ceil(p.data.length / mps) * mps : 0);
+    const pend = this.track('data', p, q);
+    try {
+      pend.handle = this.dev.transfer(q.address, 'bulk', want, this.opts.dataTimeoutMs, (r) => {
+        const live = this.inflight.has(pend);
+        this.untrack(pend);
+        if (isNoDevice(r.status)) this.hostGone(`NO_DEVICE on endpoint 0x${q.address.toString(16)}`);
+        if (!live || r.status === 'cancelled' || this.gone || this.endpoints.get(q.address) !== q) {
+          if (live) this.finish(pend, packetStatusForTransfer(r.status));
+          return;
+        }
+        q.streams.push(HostUsbDevice.streamOf(r, want, mps));
+        const waiting = pend.packet;
+        if (waiting) {
+          pend.packet = null;
+          this.serveStream(waiting, q);
+          this.stats.completed++;
+          this.hooks?.complete(waiting);
+        } else {
+          this.hooks?.activity?.();
+        }
+        this.prefetch(q);
+      });
+    } catch (e) {
+      this.untrack(pend);
+      pend.packet = null;
+      if (p) this.submitFailed(p, e);
+      return false;
+    }
+    return true;
+  }
+
+  /* Bulk OUT write-behind ---------------------------------------------- */
+
+  private writeBehindOut(p: UsbPacket, q: EndpointQueue): void {
+    if (q.outError) {
+      p.status = q.outError;
+      q.outError = null;
+      return;
+    }
+    const len = p.data.length;
+    if (q.outChunkBytes + q.outInFlightBytes + len > this.opts.bulkOutWriteBehind && q.outChunkBytes + q.outInFlightBytes > 0) {
+      p.status = 'nak';
+      return;
+    }
+    q.outChunks.push(Uint8Array.from(p.data));
+    q.outChunkBytes += len;
+    p.status = 'ack';
+    p.actualLength = len;
+    if (len < q.maxPacketSize) {
+      this.flushOut(q); // a short or empty packet ends the device's transfer
+    } else if (!q.outFlushQueued) {
+      q.outFlushQueued = true;
+      queueMicrotask(() => {
+        q.outFlushQueued = false;
+        // After the walk: send now if the device would otherwise idle, or enough has gathered;
+        // else the running transfer's completion sends it (fewer, larger transfers).
+        if (this.endpoints.get(q.address) === q && (q.outInFlightBytes === 0 || q.outChunkBytes >= this.outCoalesceBytes)) this.flushOut(q);
+      });
+    }
+  }
+
+  /** Write-behind transfers are sent early once this much has gathered (half the window, at most 4 KiB). */
+  private get outCoalesceBytes(): number {
+    return Math.min(4096, Math.max(1, this.opts.bulkOutWriteBehind >> 1));
+  }
+
+  /** Send the acknowledged OUT bytes as one libusb transfer. */
+  private flushOut(q: EndpointQueue): void {
+    if (!q.outChunks.length || this.gone || this.closed) return;
+    const data = new Uint8Array(q.outChunkBytes);
+    let o = 0;
+    for (const c of q.outChunks) {
+      data.set(c, o);
+      o += c.length;
+    }
+    q.outChunks = [];
+    q.outChunkBytes = 0;
+    q.outInFlightBytes += data.length;
+    const pend = this.track('data', null, q);
+    try {
+      pend.handle = this.dev.transfer(q.address, 'bulk', data, this.opts.dataTimeoutMs, (r) => {
+        const live = this.inflight.has(pend);
+        this.untrack(pend);
+        if (isNoDevice(r.status)) this.hostGone(`NO_DEVICE on endpoint 0x${q.address.toString(16)}`);
+        if (!live || this.endpoints.get(q.address) !== q) return;
+        q.outInFlightBytes = Math.max(0, q.outInFlightBytes - data.length);
+        const status = packetStatusForTransfer(r.status);
+        if (status !== 'ack' && r.status !== 'cancelled') q.outError = status;
+        else if (q.outInFlightBytes === 0) this.flushOut(q); // what gathered meanwhile
+        this.hooks?.activity?.();
+      });
+    } catch (e) {
+      this.untrack(pend);
+      q.outInFlightBytes = Math.max(0, q.outInFlightBytes - data.length);
+      const errno = e instanceof LibusbError ? e.errno : LIBUSB_ERROR_OTHER;
+      q.outError = packetStatusForSubmitError(errno);
+      if (isNoDevice(errno)) this.hostGone(`submit failed: ${(e as Error).message}`);
+    }
   }
 
   /** Put a finished IN transfer's result into a packet. */

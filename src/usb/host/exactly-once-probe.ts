@@ -1,0 +1,100 @@
+/**
+ * A UsbDevice wrapper that checks the exactly-once rule between a device
+ * and the controller: every packet the device answers `async` is later
+ * either completed once through hooks.complete, or cancelled once by the
+ * controller (and then never completed). Violations are counted, not
+ * thrown, so a long run can report them all.
+ */
+import type { UsbDevice, UsbPacket, UsbPortHooks, UsbSpeed } from '../packet.js';
+
+export interface ExactlyOnceCounts {
+  /** Packets answered `async`. */
+  asyncPackets: number;
+  /** Async packets completed through hooks.complete. */
+  completed: number;
+  /** Async packets the controller cancelled. */
+  cancelled: number;
+  /** Async packets neither completed nor cancelled yet. */
+  outstanding: number;
+  /** Completions of packets that were not outstanding (a second completion, or after a cancel). */
+  duplicateOrLate: number;
+  /** Completions of packets that never went async. */
+  unknownCompletions: number;
+  /** Packets answered synchronously (ack/nak/stall/...). */
+  synchronous: number;
+}
+
+export class ExactlyOnceProbe implements UsbDevice {
+  private readonly outstanding = new Set<UsbPacket>();
+  private readonly retired = new WeakSet<UsbPacket>();
+  private readonly counts = { asyncPackets: 0, completed: 0, cancelled: 0, duplicateOrLate: 0, unknownCompletions: 0, synchronous: 0 };
+
+  constructor(readonly inner: UsbDevice) {}
+
+  get speed(): UsbSpeed {
+    return this.inner.speed;
+  }
+  get productName(): string {
+    return this.inner.productName;
+  }
+  get vendorId(): number {
+    return this.inner.vendorId;
+  }
+  get productId(): number {
+    return this.inner.productId;
+  }
+  get address(): number {
+    return this.inner.address;
+  }
+
+  get report(): ExactlyOnceCounts {
+    return { ...this.counts, outstanding: this.outstanding.size };
+  }
+
+  attach(hooks: UsbPortHooks): void {
+    this.inner.attach({
+      complete: (p) => {
+        if (this.outstanding.delete(p)) {
+          this.counts.completed++;
+          this.retired.add(p);
+          hooks.complete(p);
+        } else if (this.retired.has(p)) {
+          this.counts.duplicateOrLate++;
+        } else {
+          this.counts.unknownCompletions++;
+        }
+      },
+      wakeup: () => hooks.wakeup(),
+      activity: hooks.activity ? () => hooks.activity?.() : undefined,
+    });
+  }
+  detach(): void {
+    // The controller cancels our packets before detaching.
+    this.inner.detach();
+  }
+  reset(): void {
+    this.inner.reset();
+  }
+  handlePacket(p: UsbPacket): void {
+    this.inner.handlePacket(p);
+    if (p.status === 'async') {
+      this.counts.asyncPackets++;
+      this.outstanding.add(p);
+    } else {
+      this.counts.synchronous++;
+    }
+  }
+  cancelPacket(p: UsbPacket): void {
+    if (this.outstanding.delete(p)) {
+      this.counts.cancelled++;
+      this.retired.add(p);
+    }
+    this.inner.cancelPacket(p);
+  }
+  saveState(): unknown {
+    return this.inner.saveState();
+  }
+  loadState(state: unknown): void {
+    this.inner.loadState(state);
+  }
+}
