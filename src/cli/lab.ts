@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { runLab, type LabPort, type LabResult } from '../lab/lab.js';
 import { formatLsusb, EV_ABS, EV_KEY, EV_SYN, EV_MSC, EV_REL, type InputEvent } from '../lab/lab-report.js';
 import { runBiosLab, type BiosPort } from '../lab/bios.js';
+import { runUsbtestLab, CI_USBTEST_PLAN } from '../lab/usbtest-lab.js';
+import { runPassthroughLab } from '../lab/passthrough-lab.js';
 import { parseArgs, optionHelp, UsageError, intOption, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
@@ -21,6 +23,11 @@ const OPTIONS: Record<string, OptionSpec> = {
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
   replug: { value: true, help: 'after the input, unplug the device on port N (1|2) and plug a new one in' },
   bios: { value: false, help: 'boot SeaBIOS only (no kernel) and report what the firmware found' },
+  usbtest: { value: false, help: "Linux usbtest (testusb's cases 0-29) against our emulated gadget zero behind our UHCI" },
+  iterations: { value: true, help: 'with --usbtest: iterations per case (default: the CI plan; testusb uses 1000)' },
+  passthrough: { value: false, help: 'a real dummy_hcd gadget in the guest, passed through libusb into our UHCI model' },
+  bytes: { value: true, help: 'with --passthrough: bytes per bulk direction (default 1048576)' },
+  rounds: { value: true, help: 'with --passthrough: gadget removals mid-transfer (default 5)' },
   help: { value: false, help: 'this text' },
 };
 
@@ -82,6 +89,27 @@ export async function labCommand(argv: string[]): Promise<number> {
     throw new UsageError('--record and --replug need the model (they cannot be used with --reference)');
   }
   const json = p.options.has('json');
+  if (p.options.has('usbtest')) {
+    const plan = p.options.has('iterations') ? { ...CI_USBTEST_PLAN, iterations: intOption(p, 'iterations', 100, 1, 100000), caseParams: undefined } : CI_USBTEST_PLAN;
+    const r = await runUsbtestLab({ ...plan, timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000, onProgress: (m) => process.stderr.write(`lab: ${m}\n`) });
+    if (json) process.stdout.write(JSON.stringify({ device: r.device, cases: r.cases }, null, 2) + '\n');
+    else {
+      process.stdout.write(`usbtest on ${r.device ?? '(no device)'}:\n`);
+      for (const c of r.cases) process.stdout.write(`  test ${String(c.test).padStart(2)}: ${c.outcome}${c.errno ? ' (' + c.errno + ')' : ''}${c.seconds !== null ? ' ' + c.seconds + ' s' : ''}\n`);
+    }
+    return r.cases.length > 0 && r.cases.every((c) => c.outcome !== 'fail') ? 0 : 1;
+  }
+  if (p.options.has('passthrough')) {
+    const r = await runPassthroughLab({
+      bytes: intOption(p, 'bytes', 1 << 20, 4096, 1 << 30),
+      unplugRounds: intOption(p, 'rounds', 5, 0, 100),
+      timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000,
+      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
+    });
+    const records = Object.fromEntries(r.records);
+    process.stdout.write(JSON.stringify(records, null, json ? 2 : 0) + '\n');
+    return r.lab.done && !r.records.has('error') ? 0 : 1;
+  }
   if (p.options.has('bios')) {
     for (const o of ['module', 'script', 'replug']) if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --bios`);
     const ports = [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')];
