@@ -199,12 +199,16 @@ export function hostRootQemuArgs(path = '/'): string[] {
  * /sys bind-mounted and a tmpfs on /tmp) so `chroot mnt cmd` runs the
  * host's programs. Prints `@@LAB:hostroot-failed` if the mount fails.
  */
-export function hostRootMountScript(mnt = '/host'): string {
+export function hostRootMountScript(mnt = '/host', keep: string = repoRoot()): string {
   return [
     `mkdir -p ${mnt}`,
     `mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose ${HOST_ROOT_TAG} ${mnt} || echo "@@LAB:hostroot-failed"`,
     `mount --bind /dev ${mnt}/dev && mount --bind /proc ${mnt}/proc && mount --bind /sys ${mnt}/sys`,
+    // The repository may live under /tmp (CI clones anywhere): keep it visible
+    // through the tmpfs that covers the host's /tmp in the chroot.
+    `mkdir -p /repo-keep && mount --bind ${mnt}${keep} /repo-keep`,
     `mount -t tmpfs tmpfs ${mnt}/tmp`,
+    `[ -d ${mnt}${keep} ] || { mkdir -p ${mnt}${keep} && mount --bind /repo-keep ${mnt}${keep}; }`,
     `[ -d ${mnt}/dev/shm ] && mount -t tmpfs tmpfs ${mnt}/dev/shm`,
     '',
   ].join('\n');
