@@ -219,12 +219,6 @@ export class IoreqServer {
         const remote = dm.getBufioreqPort(domid, this.id);
         this.bufLocalPort = evtchn.bindInterdomain(domid, remote);
       }
-      for (let v = 0; v < vcpus; v++) {
-        const remote = ioreqVpEport(this.ioreqPage!, ioreqOffset(v));
-        const local = evtchn.bindInterdomain(domid, remote);
-        this.vcpuByPort.set(local, v);
-        this.portByVcpu.push(local);
-      }
 
       this.mem = new MappedGuestMemory(fmem, domid, { maxPages: this.opts.mapCachePages, onDirty: () => this.queueFlush() });
       const irq: IrqLine = { set: (level) => this.setIntx(level) };
@@ -237,10 +231,25 @@ export class IoreqServer {
       this.pciMapped = true;
       this.onIoWindowChange(this.fn.ioBase);
 
+      dm.setIoreqServerState(domid, this.id, true);
+      // Xen writes each vCPU's vp_eport into the ioreq page only once the page
+      // exists and the server is enabled (ioreq_server_enable →
+      // ioreq_update_evtchn in xen/common/ioreq.c, 4.17): pages mapped with
+      // map_resource read 0 before that. QEMU also enables first, then binds.
+      // Seen on real Xen 4.17 (Xen lab).
+      for (let v = 0; v < vcpus; v++) {
+        const remote = ioreqVpEport(this.ioreqPage!, ioreqOffset(v));
+        const local = evtchn.bindInterdomain(domid, remote);
+        this.vcpuByPort.set(local, v);
+        this.portByVcpu.push(local);
+      }
       this.active = true;
       evtchn.watch((port) => this.onPort(port));
-      dm.setIoreqServerState(domid, this.id, true);
-      this.log('info', 'ioreq server enabled', { id: this.id, bdf: formatBdf(this.bdf) });
+      this.log('info', 'ioreq server enabled', { id: this.id, bdf: formatBdf(this.bdf), ports: this.portByVcpu.join(',') });
+      // A request issued between enabling and binding raised no event we could see.
+      for (let v = 0; v < vcpus; v++) {
+        if (ioreqState(this.ioreqPage!, ioreqOffset(v)) === STATE_IOREQ_READY) this.serveVcpu(v, this.portByVcpu[v]!);
+      }
 
       if (this.opts.restrict ?? true) {
         dm.restrict(domid);

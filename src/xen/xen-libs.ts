@@ -327,15 +327,22 @@ class NativeEventChannel implements EventChannelHandle {
     this.pollView.setInt16(4, POLLIN, true);
     this.pollView.setInt16(6, 0, true);
     this.inflight = new Promise<void>((resolve) => {
+      // Nothing runs inside koffi's completion callback but a hand-off to a
+      // fresh macrotask: serving an event there (more FFI calls, re-arming
+      // the next async poll from within the completion) corrupted Node's
+      // async-hook stack on real Xen ("async hook stack has become
+      // corrupted", then SIGSEGV) after a few dozen events (Xen lab).
       this.b.fns.poll!.async(this.pollBuf, 1, POLL_TIMEOUT_MS, (err: Error | null, r: number) => {
-        this.inflight = null;
-        resolve();
-        if (!this.onPort || !this.h) return;
-        if (!err && r > 0 && this.pollView.getInt16(6, true) & POLLIN) {
-          const port = Number(this.b.fns.xenevtchn_pending!(this.h));
-          if (port >= 0) this.onPort(port);
-        }
-        this.arm();
+        setImmediate(() => {
+          this.inflight = null;
+          resolve();
+          if (!this.onPort || !this.h) return;
+          if (!err && r > 0 && this.pollView.getInt16(6, true) & POLLIN) {
+            const port = Number(this.b.fns.xenevtchn_pending!(this.h));
+            if (port >= 0) this.onPort(port);
+          }
+          this.arm();
+        });
       });
     });
   }
