@@ -552,6 +552,13 @@ export class HostUsbDevice implements UsbDevice {
     });
   }
 
+  /** libusb refused to start the transfer of `pend`: forget it and answer its packet (if any). */
+  private abandonSubmit(pend: Pending, p: UsbPacket | null, e: unknown): void {
+    this.untrack(pend);
+    pend.packet = null;
+    if (p) this.submitFailed(p, e);
+  }
+
   private submitFailed(p: UsbPacket, e: unknown): void {
     const errno = e instanceof LibusbError ? e.errno : LIBUSB_ERROR_OTHER;
     p.status = packetStatusForSubmitError(errno);
@@ -656,9 +663,7 @@ export class HostUsbDevice implements UsbDevice {
         }
       });
     } catch (e) {
-      this.untrack(pend);
-      pend.packet = null;
-      this.submitFailed(p, e);
+      this.abandonSubmit(pend, p, e);
       return;
     }
     p.status = 'async';
@@ -719,9 +724,7 @@ export class HostUsbDevice implements UsbDevice {
         this.finish(pend, packetStatusForTransfer(r.status));
       });
     } catch (e) {
-      this.untrack(pend);
-      pend.packet = null;
-      this.submitFailed(p, e);
+      this.abandonSubmit(pend, p, e);
       return;
     }
     p.status = 'async';
@@ -1018,9 +1021,7 @@ export class HostUsbDevice implements UsbDevice {
         this.prefetch(q);
       });
     } catch (e) {
-      this.untrack(pend);
-      pend.packet = null;
-      if (p) this.submitFailed(p, e);
+      this.abandonSubmit(pend, p, e);
       return false;
     }
     return true;
@@ -1141,9 +1142,7 @@ export class HostUsbDevice implements UsbDevice {
         }
       });
     } catch (e) {
-      this.untrack(pend);
-      pend.packet = null;
-      this.submitFailed(p, e);
+      this.abandonSubmit(pend, p, e);
       return;
     }
     p.status = 'async';
@@ -1165,9 +1164,7 @@ export class HostUsbDevice implements UsbDevice {
         this.finish(pend, packetStatusForTransfer(r.status), Math.min(len, r.actualLength));
       });
     } catch (e) {
-      this.untrack(pend);
-      pend.packet = null;
-      this.submitFailed(p, e);
+      this.abandonSubmit(pend, p, e);
       return;
     }
     p.status = 'async';
