@@ -7,6 +7,7 @@
 import { PID_IN, type UsbDevice, type UsbPacket, type UsbPortHooks } from '../usb/packet.js';
 import { INPUT_KINDS, OUTPUT_KINDS, toHex, type DeviceIdentity } from './format.js';
 import type { Recorder } from './recorder.js';
+import { DeviceWrapper } from '../usb/device-wrapper.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -20,34 +21,20 @@ export function deviceIdentity(dev: UsbDevice): DeviceIdentity {
   return { speed: dev.speed, vendorId: dev.vendorId, productId: dev.productId, name: dev.productName, address: dev.address };
 }
 
-export class RecordingDevice implements UsbDevice {
+export class RecordingDevice extends DeviceWrapper {
   /** Async packets the device holds, by the id the trace gives them. */
   private readonly asyncIds = new Map<UsbPacket, number>();
   private nextAsyncId = 1;
 
   constructor(
-    readonly inner: UsbDevice,
+    inner: UsbDevice,
     readonly port: number,
     private readonly rec: Recorder,
-  ) {}
-
-  get speed() {
-    return this.inner.speed;
-  }
-  get productName(): string {
-    return this.inner.productName;
-  }
-  get vendorId(): number {
-    return this.inner.vendorId;
-  }
-  get productId(): number {
-    return this.inner.productId;
-  }
-  get address(): number {
-    return this.inner.address;
+  ) {
+    super(inner);
   }
 
-  attach(hooks: UsbPortHooks): void {
+  override attach(hooks: UsbPortHooks): void {
     const rec = this.rec;
     const port = this.port;
     const wrapped: UsbPortHooks = {
@@ -68,12 +55,12 @@ export class RecordingDevice implements UsbDevice {
     this.inner.attach(wrapped);
   }
 
-  detach(): void {
+  override detach(): void {
     this.asyncIds.clear();
     this.inner.detach();
   }
 
-  reset(): void {
+  override reset(): void {
     this.rec.deviceCall(
       [OUTPUT_KINDS.deviceReset, this.port],
       () => this.inner.reset(),
@@ -81,7 +68,7 @@ export class RecordingDevice implements UsbDevice {
     );
   }
 
-  handlePacket(p: UsbPacket): void {
+  override handlePacket(p: UsbPacket): void {
     const req = p.pid === PID_IN ? p.data.length : toHex(p.data);
     this.rec.deviceCall(
       [OUTPUT_KINDS.packet, this.port, p.pid, p.devaddr, p.endpoint, p.iso ? 1 : 0, req],
@@ -97,16 +84,9 @@ export class RecordingDevice implements UsbDevice {
     );
   }
 
-  cancelPacket(p: UsbPacket): void {
+  override cancelPacket(p: UsbPacket): void {
     const id = this.asyncIds.get(p) ?? 0;
     this.asyncIds.delete(p);
     this.rec.deviceCall([OUTPUT_KINDS.cancel, this.port, id], () => this.inner.cancelPacket(p), () => []);
-  }
-
-  saveState(): unknown {
-    return this.inner.saveState();
-  }
-  loadState(state: unknown): void {
-    this.inner.loadState(state);
   }
 }

@@ -5,7 +5,8 @@
  * controller (and then never completed). Violations are counted, not
  * thrown, so a long run can report them all.
  */
-import type { UsbDevice, UsbPacket, UsbPortHooks, UsbSpeed } from '../packet.js';
+import type { UsbPacket, UsbPortHooks } from '../packet.js';
+import { DeviceWrapper } from '../device-wrapper.js';
 
 export interface ExactlyOnceCounts {
   /** Packets answered `async`. */
@@ -24,34 +25,17 @@ export interface ExactlyOnceCounts {
   synchronous: number;
 }
 
-export class ExactlyOnceProbe implements UsbDevice {
+export class ExactlyOnceProbe extends DeviceWrapper {
   private readonly outstanding = new Set<UsbPacket>();
   private readonly retired = new WeakSet<UsbPacket>();
   private readonly counts = { asyncPackets: 0, completed: 0, cancelled: 0, duplicateOrLate: 0, unknownCompletions: 0, synchronous: 0 };
 
-  constructor(readonly inner: UsbDevice) {}
-
-  get speed(): UsbSpeed {
-    return this.inner.speed;
-  }
-  get productName(): string {
-    return this.inner.productName;
-  }
-  get vendorId(): number {
-    return this.inner.vendorId;
-  }
-  get productId(): number {
-    return this.inner.productId;
-  }
-  get address(): number {
-    return this.inner.address;
-  }
 
   get report(): ExactlyOnceCounts {
     return { ...this.counts, outstanding: this.outstanding.size };
   }
 
-  attach(hooks: UsbPortHooks): void {
+  override attach(hooks: UsbPortHooks): void {
     this.inner.attach({
       complete: (p) => {
         if (this.outstanding.delete(p)) {
@@ -68,14 +52,8 @@ export class ExactlyOnceProbe implements UsbDevice {
       activity: hooks.activity ? () => hooks.activity?.() : undefined,
     });
   }
-  detach(): void {
-    // The controller cancels our packets before detaching.
-    this.inner.detach();
-  }
-  reset(): void {
-    this.inner.reset();
-  }
-  handlePacket(p: UsbPacket): void {
+  // detach: the controller cancels our packets before detaching (inherited forward).
+  override handlePacket(p: UsbPacket): void {
     this.inner.handlePacket(p);
     if (p.status === 'async') {
       this.counts.asyncPackets++;
@@ -84,17 +62,11 @@ export class ExactlyOnceProbe implements UsbDevice {
       this.counts.synchronous++;
     }
   }
-  cancelPacket(p: UsbPacket): void {
+  override cancelPacket(p: UsbPacket): void {
     if (this.outstanding.delete(p)) {
       this.counts.cancelled++;
       this.retired.add(p);
     }
     this.inner.cancelPacket(p);
-  }
-  saveState(): unknown {
-    return this.inner.saveState();
-  }
-  loadState(state: unknown): void {
-    this.inner.loadState(state);
   }
 }
