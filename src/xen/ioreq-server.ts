@@ -103,6 +103,8 @@ export interface IoreqServerStats {
   invalidates: number;
   malformed: number;
   spurious: number;
+  /** Requests whose handling hit a bug of ours (answered all-ones anyway). */
+  internalErrors: number;
 }
 
 const ones = (size: number): number => (size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1);
@@ -140,7 +142,7 @@ class GatedClock implements Clock {
 export class IoreqServer {
   readonly domid: number;
   readonly bdf: PciBdf;
-  readonly stats: IoreqServerStats = { ioreqs: 0, buffered: 0, pio: 0, config: 0, invalidates: 0, malformed: 0, spurious: 0 };
+  readonly stats: IoreqServerStats = { ioreqs: 0, buffered: 0, pio: 0, config: 0, invalidates: 0, malformed: 0, spurious: 0, internalErrors: 0 };
   /** Ioreq server id (ioservid_t) once created. */
   id = -1;
   /** The served function (set by start()). */
@@ -390,7 +392,9 @@ export class IoreqServer {
     if (base === null) return;
     const end = base + 31;
     if (end > 0xffff) {
-      this.once(`bar-high-${base}`, 'warn', 'BAR4 programmed above the 64 KiB port space; not mapped', { base: hex(base) });
+      // One key for every such base: the guest picks the value, so a key per base would let
+      // it grow the once-set (and the log) by one entry per BAR write, 2^27 values.
+      this.once('bar-high', 'warn', 'BAR4 programmed above the 64 KiB port space; not mapped', { base: hex(base) });
       return;
     }
     try {
@@ -510,7 +514,14 @@ export class IoreqServer {
         this.once(`fault-${req.type}`, 'warn', 'guest memory fault while serving an ioreq', { type: req.type, error: e.message });
         return req.dir === IOREQ_READ ? BigInt(ones(isAccessSize(req.size) ? req.size : 4)) : req.data;
       }
-      throw e;
+      // A bug of ours, not guest input: still answer, or the guest's vCPU would wait forever
+      // for this ioreq. Reads get all-ones as from an unclaimed bus.
+      this.stats.internalErrors++;
+      this.once(`internal-${(e as Error).name}`, 'error', 'internal error while handling an ioreq; answered all-ones', {
+        type: req.type,
+        error: (e as Error).message,
+      });
+      return req.dir === IOREQ_READ ? BigInt(ones(isAccessSize(req.size) ? req.size : 4)) : req.data;
     }
   }
 

@@ -1,5 +1,17 @@
-/** `npm run fuzz -- --runs N [--seed S]`: prints `fuzz: N cases, F failures`. */
+/**
+ * `npm run fuzz -- --runs N [--seed S] [--mode both|controller|ioreq]`
+ *
+ * Runs N hostile-guest cases: by default one in four drives the Xen ioreq
+ * server with hostile ioreqs (ioreq-harness.ts), the others the controller
+ * with hostile schedules, registers and devices (harness.ts). Work is done in
+ * chunks of 5000 cases (chunk k uses seed S+k*5000 for the controller part and
+ * S+k*5000+1 for the ioreq part), so a failure is reproduced from the seed and
+ * path in its report. Failures do not stop the run; each one's report goes
+ * to stderr (the first 10 in full). Progress to stderr every 50,000 cases.
+ * Last line on stdout: `fuzz: N cases, F failures`.
+ */
 import { fuzz } from './harness.js';
+import { fuzzIoreq } from './ioreq-harness.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -12,19 +24,57 @@ function arg(name: string, def: number): number {
   return v;
 }
 
+function modeArg(): 'both' | 'controller' | 'ioreq' {
+  const i = process.argv.indexOf('--mode');
+  if (i < 0) return 'both';
+  const m = process.argv[i + 1];
+  if (m === 'both' || m === 'controller' || m === 'ioreq') return m;
+  process.stderr.write('fuzz: --mode is both, controller or ioreq\n');
+  process.exit(2);
+}
+
 const runs = arg('runs', 10000);
 const seed = arg('seed', Date.now() % 2 ** 31);
-const chunk = 5000;
+const mode = modeArg();
+const CHUNK = 5000;
+const PROGRESS_EVERY = 50000;
+/** Share of ioreq cases in `both` mode. */
+const IOREQ_SHARE = 0.25;
+
 let done = 0;
 let failures = 0;
+let nextProgress = PROGRESS_EVERY;
 const t0 = Date.now();
-while (done < runs && failures === 0) {
-  const n = Math.min(chunk, runs - done);
-  const r = fuzz(n, seed + done);
-  done += r.runs;
-  failures += r.failures;
-  if (r.error) process.stderr.write(r.error + '\n');
-  if (runs > chunk) process.stderr.write(`fuzz: ${done}/${runs} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
+
+function report(kind: string, error: string | undefined): void {
+  failures++;
+  if (failures <= 10 && error) process.stderr.write(`fuzz: ${kind} failure:\n${error}\n`);
+  else process.stderr.write(`fuzz: ${kind} failure #${failures}${error ? ': ' + error.split('\n').find((l) => l.startsWith('Got ')) : ''}\n`);
 }
-process.stdout.write(`fuzz: ${done} cases, ${failures} failures (seed ${seed})\n`);
+
+process.stderr.write(`fuzz: ${runs} cases, mode ${mode}, seed ${seed}\n`);
+while (done < runs) {
+  const n = Math.min(CHUNK, runs - done);
+  const nIoreq = mode === 'ioreq' ? n : mode === 'controller' ? 0 : Math.round(n * IOREQ_SHARE);
+  const nController = n - nIoreq;
+  const chunkSeed = (seed + done) % 2 ** 31;
+  if (nController) {
+    const r = fuzz(nController, chunkSeed);
+    if (r.failures) report('controller', r.error);
+    // A failing chunk ends early: count its cases as run, the rest of the chunk is skipped.
+    done += r.failures ? r.runs : nController;
+  }
+  if (nIoreq) {
+    const r = await fuzzIoreq(nIoreq, (chunkSeed + 1) % 2 ** 31);
+    if (r.failures) report('ioreq', r.error);
+    done += r.failures ? r.runs : nIoreq;
+  }
+  if (done >= nextProgress) {
+    process.stderr.write(`fuzz: ${done}/${runs} cases, ${failures} failures (${elapsed()})\n`);
+    while (nextProgress <= done) nextProgress += PROGRESS_EVERY;
+  }
+}
+process.stderr.write(`fuzz: seed ${seed}, mode ${mode}, ${elapsed()}\n`);
+process.stdout.write(`fuzz: ${done} cases, ${failures} failures\n`);
 process.exit(failures ? 1 : 0);
