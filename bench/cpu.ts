@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
 import { QtestClient } from '../test/support/qtest.js';
 import { createHaltRom } from '../test/support/halt-rom.js';
-import { installLinuxSchedule } from './linux-schedule.js';
+import { installLinuxSchedule, suspendLikeLinux } from './linux-schedule.js';
 import { installBulkLoad } from './bulk-load.js';
 import { processCpuNs, processRssBytes } from './proc-cpu.js';
 import { qtestBus } from './qtest-bus.js';
@@ -18,8 +18,22 @@ import { qtestBus } from './qtest-bus.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * idle: the Linux skeleton with the tablet's NAKing interrupt TD; busy: plus
+ * 120 NAKing bulk queues; suspended: the guest autosuspended the tablet and
+ * the root hub (suspendLikeLinux: port suspended, EGSM, controller halted).
+ */
+export type CpuMode = 'idle' | 'busy' | 'suspended';
+
+export interface CpuOptions {
+  /** Idle coalescing of the model (frames per wake-up at most). */
+  coalesce?: number;
+  /** Replay quiescent frames (default true); false walks every frame. */
+  replay?: boolean;
+}
+
 export interface CpuResult {
-  mode: 'idle' | 'busy';
+  mode: CpuMode;
   seconds: number;
   qemuCpuMs: number;
   modelCpuMs: number;
@@ -27,7 +41,7 @@ export interface CpuResult {
   modelRssBytes: number;
 }
 
-async function startQemu(mode: 'idle' | 'busy'): Promise<{ pid: number; close: () => Promise<void> }> {
+async function startQemu(mode: CpuMode): Promise<{ pid: number; close: () => Promise<void> }> {
   const rom = createHaltRom();
   const q = await QtestClient.start([
     '-machine', 'pc', '-accel', 'tcg', '-m', '128', '-bios', rom.path, '-nodefaults', '-display', 'none',
@@ -41,12 +55,14 @@ async function startQemu(mode: 'idle' | 'busy'): Promise<{ pid: number; close: (
   const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
   await bus.outl(driver.ioBase + 0x08, sched.frameList);
   if (mode === 'busy') await installBulkLoad(bus, sched, dev.address);
+  if (mode === 'suspended') await suspendLikeLinux(bus, driver, dev, sched);
   const pid = (q as unknown as { proc: { pid: number } }).proc.pid;
   return { pid, close: async () => { await q.close(); rom.dispose(); } };
 }
 
-async function startModel(mode: 'idle' | 'busy', coalesce: number): Promise<{ pid: number; close: () => void }> {
-  const child = spawn(process.execPath, [join(here, 'model-child.js'), mode, String(coalesce)], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startModel(mode: CpuMode, coalesce: number, replay: boolean): Promise<{ pid: number; close: () => void }> {
+  const args = [join(here, 'model-child.js'), mode, String(coalesce), replay ? 'replay' : 'walk'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -58,10 +74,17 @@ async function startModel(mode: 'idle' | 'busy', coalesce: number): Promise<{ pi
   return { pid: child.pid!, close: () => child.kill('SIGKILL') };
 }
 
-export async function benchCpu(mode: 'idle' | 'busy', seconds = 10, coalesce = 128): Promise<CpuResult> {
-  const [qemu, model] = await Promise.all([startQemu(mode), startModel(mode, coalesce)]);
+/**
+ * Steady state starts this long after set-up: JIT warm-up and QEMU start-up
+ * are over, and so is V8's memory reducer, which runs two full GCs about 8 s
+ * after start-up (measured with --trace-gc: 20-40 ms of CPU, once).
+ */
+export const SETTLE_MS = 20_000;
+
+export async function benchCpu(mode: CpuMode, seconds = 10, opts: CpuOptions = {}): Promise<CpuResult> {
+  const [qemu, model] = await Promise.all([startQemu(mode), startModel(mode, opts.coalesce ?? 128, opts.replay ?? true)]);
   try {
-    await sleep(8000); // settle after set-up: JIT warm-up and QEMU start-up are not steady state
+    await sleep(SETTLE_MS);
     const q0 = processCpuNs(qemu.pid);
     const m0 = processCpuNs(model.pid);
     await sleep(seconds * 1000);

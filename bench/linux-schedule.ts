@@ -10,7 +10,7 @@ import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_SPD, makeToken } from '
 import { PID_IN } from '../src/usb/packet.js';
 import type { UhciPciFunction } from '../src/device/uhci-pci-function.js';
 import { InProcessBus } from '../src/guest/model-bus.js';
-import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
+import { UhciGuestDriver, type EnumeratedDevice, type GuestBus } from '../src/guest/uhci-driver.js';
 import type { Clock, ManualClock } from '../src/platform/clock.js';
 import type { FlatMemory } from '../src/platform/memory.js';
 import { createDevice } from '../src/usb/devices.js';
@@ -82,4 +82,34 @@ export async function idleTabletGuest(fn: UhciPciFunction, mem: FlatMemory, cloc
   const sched = await installLinuxSchedule(bus, 0x200000, dev.address, dev.interruptIn!.endpoint, dev.interruptIn!.maxPacket);
   await bus.outl(driver.ioBase + 0x08, sched.frameList);
   return { bus, driver, dev, sched };
+}
+
+/**
+ * Bring the controller into the state a Linux guest leaves it in once the
+ * idle tablet and then the root hub have autosuspended (runtime PM with an
+ * input reader open, as proven in test/lab/autosuspend.qemu.test.ts):
+ * - usbhid's suspend kills the interrupt URB: the tablet's TD leaves the
+ *   8 ms queue;
+ * - usb_port_suspend: SET_FEATURE(DEVICE_REMOTE_WAKEUP) to the device (USB
+ *   2.0 §9.4.9), then the root hub port's Suspend bit (PORTSC bit 12, UHCI
+ *   DG §2.1.7; uhci-hcd writes it read-modify-write without the
+ *   write-1-to-clear bits);
+ * - uhci-hcd suspend_rh: USBINTR = Resume (bit 1) and USBCMD = EGSM | CF
+ *   with RS cleared (global suspend, UHCI DG §2.1.1), so the controller halts.
+ * The register values match what the lab's Linux 6.1 guest wrote (USBCMD
+ * 0x0048, USBINTR 0x0002, PORTSC1 0x1095).
+ */
+export async function suspendLikeLinux(bus: GuestBus, driver: UhciGuestDriver, dev: EnumeratedDevice, sched: LinuxSchedule): Promise<void> {
+  const io = driver.ioBase;
+  await bus.writeMem(sched.intQh[3]! + 4, u32s([LINK_T]));
+  // The control transfer runs on the driver's own frame list for a moment.
+  await bus.outl(io + 0x08, driver.layout.frameList);
+  await driver.control(dev.address, dev.lowSpeed, dev.maxPacket0, { bmRequestType: 0x00, bRequest: 3, wValue: 1, wIndex: 0, wLength: 0 });
+  await bus.outl(io + 0x08, sched.frameList);
+  const portsc = io + 0x10 + dev.port * 2;
+  const v = await bus.inw(portsc);
+  await bus.outw(portsc, (v & ~0xe00a) | 0x1000);
+  await bus.outw(io + 0x04, 0x0002);
+  await bus.outw(io + 0x00, 0x0048);
+  await bus.wait(2);
 }

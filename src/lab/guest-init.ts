@@ -10,6 +10,9 @@
  *   @@LAB:usb <dev> <attr> <value>        sysfs attributes of each USB device
  *   @@LAB:if <dev>:<cfg>.<if> <attr> <value>  interface attributes (+ driver)
  *   @@LAB:input <eventN> <attr> <value>   input device name and ids
+ *   @@LAB:power <dev> <runtime_status> <wakeup>  runtime PM state of each USB
+ *                                         device (with lab.autosuspend: once before
+ *                                         ready, once after the event window)
  *   @@LAB:ready                           event readers run; host injects input
  *   @@LAB:events <eventN> <hex>           raw struct input_event records read
  *   @@LAB:klog <line>                     dmesg lines about usb/uhci/hid/input
@@ -19,7 +22,11 @@
  * The host ends the event window by writing a line to the serial port
  * (the guest waits at most lab.evwait seconds). Parameters come from the
  * kernel command line: lab.devices=N (interfaces to bind), lab.inputs=N
- * (USB input devices), lab.wait=S, lab.evwait=S.
+ * (USB input devices), lab.wait=S, lab.evwait=S, lab.autosuspend=MS: with
+ * the event readers open (so usbhid asks for remote wakeup), put every USB
+ * device and the root hub on autosuspend with that delay and wait (at most
+ * lab.aswait seconds, default 20) until all of them are runtime-suspended
+ * before saying ready; the host's input must then wake them up.
  */
 export const GUEST_INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -33,6 +40,14 @@ want=$(param devices); want=\${want:-0}
 wantin=$(param inputs); wantin=\${wantin:-$want}
 wait_s=$(param wait); wait_s=\${wait_s:-60}
 evwait=$(param evwait); evwait=\${evwait:-20}
+autosusp=$(param autosuspend); autosusp=\${autosusp:-0}
+aswait=$(param aswait); aswait=\${aswait:-20}
+power() {
+  for d in /sys/bus/usb/devices/*; do
+    [ -e "$d/idVendor" ] || continue
+    echo "@@LAB:power \${d##*/} $(cat $d/power/runtime_status 2>/dev/null) $(cat $d/power/wakeup 2>/dev/null)"
+  done
+}
 echo "@@LAB:boot $(cut -d' ' -f1 /proc/uptime)"
 for m in $(cat /lab/modules); do
   insmod /lib/modules/$m.ko || echo "@@LAB:insmod-failed $m"
@@ -87,9 +102,28 @@ for e in /sys/class/input/event*; do
   pids="$pids $!"
 done
 sleep 0.5
+if [ "$autosusp" -gt 0 ]; then
+  for d in /sys/bus/usb/devices/*; do
+    [ -e "$d/power/control" ] || continue
+    echo $autosusp > $d/power/autosuspend_delay_ms 2>/dev/null
+    echo auto > $d/power/control
+  done
+  t=0
+  while [ "$t" -lt $((aswait*10)) ]; do
+    awake=0
+    for d in /sys/bus/usb/devices/*; do
+      [ -e "$d/idVendor" ] || continue
+      [ "$(cat $d/power/runtime_status)" = suspended ] || awake=1
+    done
+    [ "$awake" = 0 ] && break
+    sleep 0.1; t=$((t+1))
+  done
+  power
+fi
 echo "@@LAB:ready"
 read -t $evwait line
 sleep 0.2
+[ "$autosusp" -gt 0 ] && power
 [ -n "$pids" ] && kill $pids 2>/dev/null
 sleep 0.2
 for f in /tmp/event*.bin; do

@@ -65,6 +65,37 @@ export interface LabOptions {
   replugPort?: 1 | 2;
   /** Extra QEMU arguments (e.g. hostRootQemuArgs() to give the guest the host's files over 9p). */
   extraQemuArgs?: readonly string[];
+  /**
+   * Autosuspend scenario: the guest puts every USB device and the root hub
+   * on runtime autosuspend (delay `delayMs`) with its input readers open and
+   * says ready only once all are suspended; the host then watches the idle
+   * suspended model for `holdMs` (CPU, frames) before injecting the input,
+   * which must wake the guest up (remote wakeup).
+   */
+  autosuspend?: { delayMs: number; holdMs?: number };
+}
+
+/** Model registers at one moment of the autosuspend scenario. */
+export interface LabModelRegisters {
+  usbcmd: number;
+  usbsts: number;
+  usbintr: number;
+  portsc: number[];
+  running: boolean;
+  framesProcessed: number;
+}
+
+export interface LabSuspendReport {
+  /** Runtime PM status per USB device path when the guest said ready, and after the event window. */
+  guestBefore: Record<string, string>;
+  guestAfter: Record<string, string>;
+  /** Model mode: registers when the guest said ready, and right after the first input was injected. */
+  atReady: LabModelRegisters | null;
+  afterFirstInput: LabModelRegisters | null;
+  /** Model mode: ms from the first input until the guest had the controller running again (null: not seen). */
+  resumedAfterMs: number | null;
+  /** Model mode: what the lab process did while the guest stayed suspended for holdMs. */
+  hold: { ms: number; cpuMs: number; frames: number; timerWakeups: number; barReads: number; barWrites: number } | null;
 }
 
 export interface LabInjection {
@@ -78,6 +109,8 @@ export interface LabResult extends GuestReport {
   trace: { path: string; events: number; frames: number } | null;
   /** The replug of `replugPort` happened. */
   replugged: boolean;
+  /** The autosuspend scenario's observations (null without `autosuspend`). */
+  suspend: LabSuspendReport | null;
   mode: 'model' | 'reference';
   ports: LabPort[];
   qemuVersion: string;
@@ -159,6 +192,7 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
     `lab.inputs=${wantedInputs}`,
     `lab.wait=${opts.settleSeconds ?? 90}`,
     'lab.evwait=60',
+    ...(opts.autosuspend ? [`lab.autosuspend=${Math.max(1, Math.round(opts.autosuspend.delayMs))}`] : []),
     ...(opts.kernelArgs ?? []),
   ].join(' ');
   const args = [
@@ -179,6 +213,24 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
   const modelDevices: (UsbDevice | null)[] = [];
   let childFd = -1;
   let qmpPath: string | null = null;
+  let timerWakeups = 0;
+  const suspend: LabSuspendReport | null = opts.autosuspend
+    ? { guestBefore: {}, guestAfter: {}, atReady: null, afterFirstInput: null, resumedAfterMs: null, hold: null }
+    : null;
+  let readySeen = false;
+  const registers = (): LabModelRegisters | null => {
+    if (!fn) return null;
+    const hc = fn.controller;
+    return {
+      // Fields, not ioRead: no catch-up, nothing a recorded trace would miss.
+      usbcmd: hc.cmd,
+      usbsts: hc.status,
+      usbintr: hc.intr,
+      portsc: hc.ports.map((p) => p.read()),
+      running: hc.running,
+      framesProcessed: hc.framesProcessed,
+    };
+  };
 
   if (opts.reference) {
     qmpPath = join(tmpdir(), `uhci-lab-${process.pid}-${++runCounter}.qmp`);
@@ -193,6 +245,12 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
     childFd = theirs;
     transport = new QemuProxyTransport({ fd: ours, logger });
     const clock = new RealClock();
+    // Count the model's timer wake-ups (the autosuspend scenario reports them).
+    const setTimer = clock.setTimer.bind(clock);
+    clock.setTimer = (at, cb) => setTimer(at, () => {
+      timerWakeups++;
+      cb();
+    });
     if (opts.record) {
       recorder = Recorder.toFile(opts.record, { notes: opts.recordNotes ?? `uhci-dm lab: Linux guest, ports ${ports.join(', ')}` });
       fn = createRecordedFunction({ mem: transport.mem, irq: transport.irq, clock, logger, recorder });
@@ -234,6 +292,23 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
   const inject = async () => {
     const plans = ports.map((p, i) => (p === 'none' || p === 'gadget-zero' ? null : { port: i + 1, device: p, actions: defaultPlan(p) }));
     const steps = Math.max(0, ...plans.map((p) => p?.actions.length ?? 0));
+    if (suspend && fn && transport) {
+      // The guest is suspended: watch the model sit idle before waking it.
+      const holdMs = opts.autosuspend?.holdMs ?? 3000;
+      suspend.atReady = registers();
+      const st = transport.stats;
+      const before = { cpu: process.cpuUsage(), frames: fn.controller.framesProcessed, wakeups: timerWakeups, r: st.barReads, w: st.barWrites };
+      await new Promise((r) => setTimeout(r, holdMs));
+      const cpu = process.cpuUsage(before.cpu);
+      suspend.hold = {
+        ms: holdMs,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+        frames: fn.controller.framesProcessed - before.frames,
+        timerWakeups: timerWakeups - before.wakeups,
+        barReads: st.barReads - before.r,
+        barWrites: st.barWrites - before.w,
+      };
+    }
     for (let s = 0; s < steps; s++) {
       for (const plan of plans) {
         const a = plan?.actions[s];
@@ -246,6 +321,15 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
             const dev = modelDevices[plan.port - 1];
             if (!(dev instanceof HidUsbDevice)) throw new Error('no HID device on that port');
             applyToModel(dev, a);
+            if (suspend && !suspend.afterFirstInput) {
+              suspend.afterFirstInput = registers();
+              const t = Date.now();
+              const hc = fn!.controller;
+              const watch = setInterval(() => {
+                if (hc.running) suspend.resumedAfterMs = Date.now() - t;
+                if (hc.running || Date.now() - t > 10_000) clearInterval(watch);
+              }, 5);
+            }
           }
         } catch (e) {
           progress(`input on port ${plan.port} failed: ${(e as Error).message}`);
@@ -290,8 +374,12 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
       else if (kw === 'settled') {
         const s = parser.report.settled!;
         progress(`guest settled at ${s.uptime}s: ${s.boundInterfaces} interfaces bound, ${s.eventDevices} input devices`);
+      } else if (kw === 'power' && suspend) {
+        const [, path = '', status = ''] = line.slice(line.indexOf('@@LAB:')).split(' ');
+        (readySeen ? suspend.guestAfter : suspend.guestBefore)[path] = status;
       } else if (kw === 'ready') {
-        progress('guest ready: injecting input');
+        readySeen = true;
+        progress(suspend ? 'guest ready (autosuspended): holding, then injecting input' : 'guest ready: injecting input');
         void inject();
       } else if (kw === 'done') progress('guest done');
     }
@@ -348,6 +436,7 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
     modelLog: logger.lines,
     trace: traceSummary && opts.record ? { path: opts.record, events: traceSummary.events, frames: traceSummary.frames } : null,
     replugged,
+    suspend,
     console: consoleLines,
     qemuStderr: stderr,
   };

@@ -84,6 +84,11 @@ export interface UhciControllerOptions {
    * guest I/O and device activity catch up at once. 1 = wake every frame.
    */
   idleCoalesce?: number;
+  /**
+   * Replay quiescent frames instead of walking them (default true): see
+   * ScheduleEngine.replayQuiescentFrame. Exact; off only for comparisons.
+   */
+  replayQuiescent?: boolean;
 }
 
 /** Plain, JSON-able snapshot of the controller (see saveState). */
@@ -172,6 +177,7 @@ export class UhciController {
       log: (level, msg) => this.log(level, msg),
     };
     this.engine = new ScheduleEngine(host);
+    this.engine.replayEnabled = opts.replayQuiescent ?? true;
     this.updateIrq();
   }
 
@@ -228,6 +234,8 @@ export class UhciController {
   ioWrite(offset: number, size: 1 | 2 | 4, value: number): void {
     offset &= 0x1f;
     this.catchUp();
+    // Any register may change what a walk does (FLBASEADD, MAXP, SOFMOD, ports).
+    this.engine.forgetQuiescence();
     let done = 0;
     while (done < size) {
       const off = offset + done;
@@ -416,6 +424,11 @@ export class UhciController {
    * data, a device was plugged): stop coalescing and run the next frame on time.
    */
   kick(): void {
+    // Frames that ended before this change saw the old device state: if they
+    // are known to be quiescent, account them now, so that what changed is
+    // seen from the current frame on (not from the last wake-up on).
+    if (this.running && !this.inCatchUp) this.replayDueQuiescentFrames();
+    this.engine.forgetQuiescence();
     this.idleRun = 0;
     if (!this.running) return;
     if (this.timerHandle && this.timerAtNs > this.frameEndNs) {
@@ -425,7 +438,9 @@ export class UhciController {
     this.armTimer();
   }
 
+  /** Stop the frame clock (also reset and restore): packets cancelled, nothing remembered. */
   private stopFrames(): void {
+    this.engine.forgetQuiescence();
     if (this.timerHandle) {
       this.clock.clearTimer(this.timerHandle);
       this.timerHandle = null;
@@ -474,6 +489,7 @@ export class UhciController {
         due = MAX_CATCH_UP_FRAMES;
       }
       const n = Math.min(due, limit);
+      this.engine.newBatch();
       for (let i = 0; i < n && this.running; i++) this.runOneFrame();
       return this.running && due > n;
     } finally {
@@ -481,11 +497,16 @@ export class UhciController {
     }
   }
 
-  /** Process the frame FRNUM, then advance FRNUM and raise end-of-frame interrupts. */
+  /**
+   * Process the frame FRNUM (walk it, or replay it when it is known to be
+   * quiescent), then advance FRNUM and raise end-of-frame interrupts.
+   */
   runOneFrame(): void {
-    this.engine.processFrame(this.flBase, this.frnum);
-    this.framesProcessed++;
     const engine = this.engine;
+    // Called on its own (not from a batch): guest memory may have changed since the last frame.
+    if (!this.inCatchUp) engine.newBatch();
+    if (!engine.replayQuiescentFrame(this.flBase, this.frnum)) engine.processFrame(this.flBase, this.frnum);
+    this.framesProcessed++;
     if (engine.stats.effects === 0 && engine.pendingInt === 0 && engine.inflight.size === 0) this.idleRun++;
     else this.idleRun = 0;
     // FRNUM counts the frame being processed; it advances at its end (UHCI DG §2.1.4).
@@ -497,6 +518,24 @@ export class UhciController {
       this.status2 |= pending;
       this.status |= STS_USBINT;
       this.updateIrq();
+    }
+  }
+
+  /**
+   * Account the due frames that are known to be quiescent (no walk), up to
+   * the first one that is not. Used before a device changes what it answers.
+   */
+  private replayDueQuiescentFrames(): void {
+    const now = this.clock.nowNs();
+    let due = Math.floor((now - this.frameEndNs) / FRAME_NS) + 1;
+    if (due <= 0 || due > MAX_CATCH_UP_FRAMES) return;
+    const engine = this.engine;
+    engine.newBatch();
+    while (due-- > 0 && engine.replayQuiescentFrame(this.flBase, this.frnum)) {
+      this.framesProcessed++;
+      this.idleRun++;
+      this.frnum = (this.frnum + 1) & FRNUM_MASK;
+      this.frameEndNs += FRAME_NS;
     }
   }
 
@@ -547,6 +586,7 @@ export class UhciController {
       activity: () => this.kick(),
     });
     port.attach(dev);
+    this.engine.forgetQuiescence();
     this.updateIrq();
     this.kick();
   }
@@ -559,6 +599,7 @@ export class UhciController {
     this.engine.cancelDevice(dev);
     port.detach();
     dev.detach();
+    this.engine.forgetQuiescence();
     this.updateIrq();
     return dev;
   }

@@ -16,6 +16,19 @@
  * in guest memory and is completed exactly once when the device finishes
  * and the walk reaches it again; a TD the guest unlinks or deactivates is
  * cancelled at the device (QEMU's UHCIQueue/UHCIAsync semantics).
+ *
+ * Quiescent frames are replayed, not walked (see `replayQuiescentFrame`):
+ * a walk that wrote nothing, raised nothing, left nothing in flight and
+ * only met NAKs from devices whose NAK is stable (`StableNak`) is a pure
+ * function of the guest-memory words it read, the registers and the device
+ * states, and depends on the frame number only through the frame-list
+ * entry it starts from. While none of those changed, walking any frame whose
+ * entry is remembered would give exactly the same (empty) result, so the
+ * engine checks the words (once per batch of frames) and advances the frame.
+ * Only plain RAM (GuestMemory.readU32: reads have no side effects and are not
+ * recorded) is checked this way; trace recording and replay walk every frame.
+ * A guest queues work by writing memory without I/O, so a change is seen at
+ * the next batch: within the controller's idle coalescing period.
  */
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type TokenPid, type UsbDevice, type UsbStatus } from '../usb/packet.js';
@@ -51,6 +64,30 @@ const QH_TABLE_SIZE = 256;
 export const INFLIGHT_UNSEEN_FRAMES = 32;
 /** Largest buffer a TD can describe: MaxLen field 0x4FF → 1280 bytes (UHCI DG §3.2.3); larger values are invalid. */
 export const MAX_TD_LENGTH = 0x500;
+
+/** Guest-memory words one walk may read and still be remembered: all a walk can read (entry + 4 per link). */
+export const MEMO_WALK_WORDS = 1 + 4 * MAX_LINKS_PER_FRAME;
+/** Distinct words (QH/TD fields) all remembered walks may share. */
+export const MEMO_SHARED_WORDS = 4096;
+const MEMO_TABLE_SIZE = 8192;
+/** Distinct frame-list entries (start links) remembered at once (Linux uses 8: one per interrupt interval). */
+export const MEMO_LINKS = 64;
+
+/**
+ * Optional device capability for frame replay: a device whose NAK is stable
+ * answers NAK without side effects, and keeps answering NAK to the same
+ * token until it calls UsbPortHooks.activity() (new input, an idle period
+ * expired, an endpoint became ready) or a transaction or reset reaches it
+ * that does not NAK. Devices that do not say so (host passthrough, trace
+ * recording and replay proxies, test fakes) are walked every frame.
+ */
+export interface StableNak {
+  readonly nakIsStable: true;
+}
+
+export function hasStableNak(dev: UsbDevice): boolean {
+  return (dev as Partial<StableNak>).nakIsStable === true;
+}
 
 /** End-of-frame interrupt causes kept until the frame ends (QEMU's pending_int_mask). */
 export const PENDING_IOC = 1;
@@ -132,6 +169,38 @@ export class ScheduleEngine {
   private scratchViews: (Uint8Array | undefined)[] = [];
   private scratchPacket = new UsbPacket(PID_IN, 0, 0, this.scratchBuf);
 
+  // Quiescence memo (frame replay); all preallocated.
+  /** Replay quiescent frames at all (needs plain RAM, see processFrame). */
+  replayEnabled = true;
+  /** Frames answered from the memo instead of a walk (statistics). */
+  framesReplayed = 0;
+  /** Words read by the current walk: addresses and values (index 0: the frame-list entry). */
+  private readonly walkAddrs = new Uint32Array(MEMO_WALK_WORDS);
+  private readonly walkVals = new Uint32Array(MEMO_WALK_WORDS);
+  private walkCount = 0;
+  /** The current walk records its reads (false once it cannot be remembered). */
+  private walkMemo = false;
+  /**
+   * Frame-list entries whose walk is remembered as quiescent. A walk depends
+   * on its frame number only through the entry it starts from, so every
+   * slot holding one of these entries replays (Linux's skeleton has 8
+   * distinct entries for 1024 slots).
+   */
+  private readonly memoLinks = new Uint32Array(MEMO_LINKS);
+  private memoLinkCount = 0;
+  private memoEpoch = 1;
+  /** Shared words of all remembered walks: open-addressing set (valid where used === memoEpoch). */
+  private readonly memoKeys = new Uint32Array(MEMO_TABLE_SIZE);
+  private readonly memoVals = new Uint32Array(MEMO_TABLE_SIZE);
+  private readonly memoUsed = new Uint32Array(MEMO_TABLE_SIZE);
+  /** Table indices of the shared words, for validation. */
+  private readonly memoList = new Uint16Array(MEMO_SHARED_WORDS);
+  private memoCount = 0;
+  /** Memory the remembered walks used. */
+  private memoMem: GuestMemory | null = null;
+  /** The shared words were checked against guest memory in this batch. */
+  private memoChecked = false;
+
   private scratchView(len: number): Uint8Array {
     let v = this.scratchViews[len];
     if (!v) {
@@ -151,7 +220,11 @@ export class ScheduleEngine {
 
   private read32(addr: number): number {
     const fast = this.fast;
-    if (fast) return fast.readU32!(addr >>> 0);
+    if (fast) {
+      const v = fast.readU32!(addr >>> 0);
+      if (this.walkMemo) this.note(addr >>> 0, v);
+      return v;
+    }
     const w = this.word4;
     this.mem.read(addr >>> 0, w);
     return (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
@@ -183,6 +256,10 @@ export class ScheduleEngine {
     this.fast = this.mem.readU32 ? this.mem : null;
     this.elapsed = 0;
     this.resetQhSeen();
+    // Only plain RAM (readU32: reads have no side effects and nobody
+    // records them) can be checked instead of walked.
+    this.walkMemo = this.replayEnabled && this.fast !== null;
+    this.walkCount = 0;
     let completedSinceLoop = 0;
     try {
       let link = this.read32(flBase + ((frnum & 0x3ff) << 2));
@@ -190,6 +267,7 @@ export class ScheduleEngine {
       let qhHead = 0;
       while ((link & LINK_T) === 0) {
         if (++stats.links > MAX_LINKS_PER_FRAME) {
+          this.walkMemo = false;
           host.log('debug', 'frame link budget exhausted');
           break;
         }
@@ -224,6 +302,12 @@ export class ScheduleEngine {
           ctrl = fast.readU32!(tdAddr + 4);
           token = fast.readU32!(tdAddr + 8);
           buffer = fast.readU32!(tdAddr + 12);
+          if (this.walkMemo) {
+            this.note(tdAddr, tdLink);
+            this.note(tdAddr + 4, ctrl);
+            this.note(tdAddr + 8, token);
+            this.note(tdAddr + 12, buffer);
+          }
         } else {
           const w = this.word;
           this.mem.read(tdAddr, w);
@@ -264,6 +348,8 @@ export class ScheduleEngine {
         }
       }
     } catch (e) {
+      this.walkMemo = false;
+      this.forgetQuiescence();
       if (e instanceof GuestMemoryFault) {
         host.fatal('hse', e.message);
         return false;
@@ -271,6 +357,158 @@ export class ScheduleEngine {
       throw e;
     }
     this.expireUnseen();
+    if (stats.effects !== 0 || this.pendingInt !== 0 || this.inflight.size !== 0) {
+      // Something happened: what earlier walks read may have changed.
+      this.forgetQuiescence();
+    } else if (this.walkMemo) {
+      this.remember();
+    }
+    this.walkMemo = false;
+    return true;
+  }
+
+  /* ------------------------------------------------ quiescent frames */
+
+  /** Record a word the current walk read. */
+  private note(addr: number, value: number): void {
+    const n = this.walkCount;
+    if (n >= MEMO_WALK_WORDS) {
+      this.walkMemo = false;
+      return;
+    }
+    this.walkAddrs[n] = addr;
+    this.walkVals[n] = value;
+    this.walkCount = n + 1;
+  }
+
+  /**
+   * Remember the walk that just ended as quiescent: its start link (the
+   * frame-list entry) in memoLinks, the other words it read in the shared set.
+   */
+  private remember(): void {
+    if (this.walkCount === 0) return;
+    const link = this.walkVals[0]!;
+    const links = this.memoLinks;
+    for (let j = 0; j < this.memoLinkCount; j++) {
+      if (links[j] === link) {
+        // Already known: its words must still hold (else everything is forgotten).
+        this.checkShared();
+        return;
+      }
+    }
+    if (this.memoLinkCount !== 0 && this.mem !== this.memoMem) this.forgetQuiescence();
+    if (this.memoLinkCount >= MEMO_LINKS) return;
+    // Words read in an earlier batch must still hold before new ones join them.
+    if (this.memoLinkCount !== 0 && !this.checkShared()) return;
+    const keys = this.memoKeys;
+    const vals = this.memoVals;
+    const used = this.memoUsed;
+    const epoch = this.memoEpoch;
+    for (let w = 1; w < this.walkCount; w++) {
+      const addr = this.walkAddrs[w]!;
+      const val = this.walkVals[w]!;
+      let i = (Math.imul(addr >>> 2, 0x9e3779b1) >>> 19) & (MEMO_TABLE_SIZE - 1);
+      for (;;) {
+        if (used[i] !== epoch) {
+          if (this.memoCount >= MEMO_SHARED_WORDS) return; // too big to check cheaply: not remembered
+          used[i] = epoch;
+          keys[i] = addr;
+          vals[i] = val;
+          this.memoList[this.memoCount++] = i;
+          break;
+        }
+        if (keys[i] === addr) {
+          // Read twice with different values: the guest is writing; start over.
+          if (vals[i] !== val) {
+            this.forgetQuiescence();
+            return;
+          }
+          break;
+        }
+        i = (i + 1) & (MEMO_TABLE_SIZE - 1);
+      }
+    }
+    links[this.memoLinkCount++] = link;
+    this.memoMem = this.mem;
+  }
+
+  /** Drop every remembered walk. */
+  forgetQuiescence(): void {
+    if (this.memoLinkCount === 0 && this.memoCount === 0) return;
+    this.memoLinkCount = 0;
+    this.memoCount = 0;
+    this.memoChecked = false;
+    if (++this.memoEpoch === 0xffffffff) {
+      this.memoEpoch = 1;
+      this.memoUsed.fill(0);
+    }
+  }
+
+  /**
+   * A new batch of frames starts (the guest may have written memory since
+   * the last one): the shared words are checked again before the next replay.
+   */
+  newBatch(): void {
+    this.memoChecked = false;
+  }
+
+  /** Check the shared words against guest memory once per batch; forget everything if one changed. */
+  private checkShared(): boolean {
+    if (this.memoChecked) return true;
+    const mem = this.memoMem;
+    if (!mem) return false;
+    const keys = this.memoKeys;
+    const vals = this.memoVals;
+    const list = this.memoList;
+    try {
+      for (let j = 0; j < this.memoCount; j++) {
+        const i = list[j]!;
+        if (mem.readU32!(keys[i]!) !== vals[i]) {
+          this.forgetQuiescence();
+          return false;
+        }
+      }
+    } catch {
+      this.forgetQuiescence();
+      return false;
+    }
+    this.memoChecked = true;
+    return true;
+  }
+
+  /**
+   * Account frame `frnum` without a walk, if a walk from its frame-list
+   * entry is remembered as quiescent and nothing it depends on changed:
+   * every word that walk read still holds the value it read, and the
+   * controller registers and device states are unchanged (the controller
+   * calls forgetQuiescence() on every register write, device activity,
+   * attach, detach and reset). The frame's outcome is then known to be
+   * empty (no write, no status, no interrupt). Returns false when the
+   * frame must be walked.
+   */
+  replayQuiescentFrame(flBase: number, frnum: number): boolean {
+    const count = this.memoLinkCount;
+    if (count === 0) return false;
+    const mem = this.host.mem;
+    if (mem !== this.memoMem) return false;
+    let entry: number;
+    try {
+      entry = mem.readU32!((flBase + ((frnum & 0x3ff) << 2)) >>> 0);
+    } catch {
+      return false;
+    }
+    const links = this.memoLinks;
+    let j = 0;
+    while (j < count && links[j] !== entry) j++;
+    if (j === count) return false;
+    if (!this.checkShared()) return false;
+    const stats = this.stats;
+    stats.links = 0;
+    stats.transactions = 0;
+    stats.completed = 0;
+    stats.effects = 0;
+    this.frameSerial++;
+    this.framesReplayed++;
     return true;
   }
 
@@ -364,7 +602,11 @@ export class ScheduleEngine {
     // buffer. Views of one scratch buffer are reused (no allocation per frame).
     const data = this.scratchView(maxLen);
     if (pid === PID_IN) data.fill(0);
-    else if (maxLen > 0) this.mem.read(buffer, data);
+    else if (maxLen > 0) {
+      // The outcome depends on the data bytes (wire time, device): not remembered.
+      this.walkMemo = false;
+      this.mem.read(buffer, data);
+    }
 
     // A low-speed device does not see full-speed packets and vice versa: the
     // TD's LS bit must match the device (UHCI DG §3.2.2 LS); else no answer.
@@ -392,6 +634,7 @@ export class ScheduleEngine {
     packet.actualLength = 0;
     dev!.handlePacket(packet);
     this.stats.transactions++;
+    if (this.walkMemo && (packet.status !== 'nak' || !hasStableNak(dev!))) this.walkMemo = false;
 
     if (packet.status === 'async') {
       // The device keeps this packet and its buffer: give them up and start a new scratch.

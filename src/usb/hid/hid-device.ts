@@ -99,6 +99,13 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
   readonly productId = QEMU_HID_PRODUCT;
   readonly productName: string;
   readonly descriptorSet: UsbDescriptorSet;
+  /**
+   * NAK is stable (the controller's StableNak capability): endpoint 1 NAKs
+   * exactly while no event is queued and no idle period expired, without
+   * side effects, and both of those changes go through changed(), which
+   * reports activity to the port.
+   */
+  readonly nakIsStable = true as const;
 
   protected hid: HidCoreState;
   protected readonly clock: Clock;
