@@ -73,4 +73,24 @@ export class RegionMemory implements GuestMemory {
   write(addr: number, buf: Uint8Array): void {
     this.access(addr, buf, true);
   }
+
+  /**
+   * Fast little-endian 32-bit read for the schedule walk (GuestMemory.readU32):
+   * plain RAM, no side effects, so the engine may also replay quiescent frames.
+   * A word that straddles two regions goes the general way.
+   */
+  readU32(addr: number): number {
+    const r = this.find(addr);
+    if (r && Number.isInteger(addr)) {
+      const off = addr - r.gpa;
+      if (off + 4 <= r.bytes.length) {
+        const b = r.bytes;
+        return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+      }
+    }
+    const w = this.word;
+    this.access(addr, w, false);
+    return (w[0]! | (w[1]! << 8) | (w[2]! << 16) | (w[3]! << 24)) >>> 0;
+  }
+  private readonly word = new Uint8Array(4);
 }

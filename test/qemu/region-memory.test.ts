@@ -47,3 +47,15 @@ test('the map can be replaced and emptied; overlaps are refused', () => {
   expect(() => m.read(0, new Uint8Array(1))).toThrow(GuestMemoryFault);
   expect(() => m.setRegions([{ gpa: 0, bytes: new Uint8Array(0x20) }, { gpa: 0x10, bytes: new Uint8Array(4) }])).toThrow(RangeError);
 });
+
+test('readU32: little-endian inside a region, split across adjacent regions, faults in a hole', () => {
+  const { m, low, high, third } = mem();
+  low.set([0x78, 0x56, 0x34, 0x12], 0x20);
+  expect(m.readU32(0x20)).toBe(0x12345678);
+  high.set([0xff, 0xee], 0xfe);
+  third.set([0xdd, 0xcc], 0);
+  expect(m.readU32(0x2fe)).toBe(0xccddeeff);
+  expect(() => m.readU32(0xfe)).toThrow(GuestMemoryFault);
+  expect(() => m.readU32(0x150)).toThrow(GuestMemoryFault);
+  expect(() => m.readU32(-4)).toThrow(GuestMemoryFault);
+});
