@@ -1,17 +1,20 @@
 /**
- * Real kernel USB device, real libusb (CI size: 1 MiB per direction, 6
- * removals; `runPassthroughLab({ bytes: 100 << 20 })` is the full run).
- * A Linux 6.1 guest (QEMU 7.2 TCG) hosts a configfs SourceSink gadget
- * 0525:a4a0 on dummy_hcd at full speed; the host's node, run in the guest
- * over 9p + chroot, opens it with libusb (usb 2.x), plugs it through
- * HostUsbDevice into an in-process UHCI model and drives it with the
- * built-in guest driver: guest schedule → model → HostUsbDevice → libusb →
- * dummy_hcd → gadget. Needs the compiled dist/ (npm test builds first),
- * qemu-system-x86_64, a /boot kernel with modules, busybox-static;
- * UHCI_DM_SKIP_LAB=1 skips it.
+ * Real kernel USB devices, real libusb (CI size: 1 MiB per direction, 6
+ * removals; the full run is `uhci-dm lab --passthrough --bytes 104857600
+ * --timeout 3600`, 4.5 to 9 min of wall time per direction here because
+ * dummy_hcd's timer paces the gadget, see src/lab/passthrough-lab.ts).
+ * A Linux 6.1 guest (QEMU 7.2 TCG) hosts two configfs gadgets on dummy_hcd
+ * at full speed: SourceSink 0525:a4a0 and a boot-keyboard HID function
+ * 0525:a4ac; the host's node, run in the guest over 9p + chroot, opens
+ * them with libusb (usb 2.x), plugs each through HostUsbDevice into an
+ * in-process UHCI model and drives it with the built-in guest driver:
+ * guest schedule → model → HostUsbDevice → libusb → dummy_hcd → gadget.
+ * Needs the compiled dist/ (npm test builds first), qemu-system-x86_64, a
+ * /boot kernel with modules, busybox-static; UHCI_DM_SKIP_LAB=1 skips it.
  */
 import { runPassthroughLab, type PassthroughLabResult } from '../../src/lab/passthrough-lab.js';
-import { FULL_SPEED_BULK_CEILING } from '../../src/guest/passthrough-proof-facts.js';
+import { FULL_SPEED_BULK_CEILING, HID_GADGET, HID_REPORTS } from '../../src/guest/passthrough-proof-facts.js';
+import { reportDescriptor } from '../../src/usb/hid/qemu-hid-descriptors.js';
 
 const skip = process.env.UHCI_DM_SKIP_LAB === '1';
 const d = skip ? describe.skip : describe;
@@ -26,9 +29,9 @@ const all = (name: string): Rec[] => (r.records.get(name) ?? []) as Rec[];
 
 d('passthrough: a real gadget on dummy_hcd through libusb, HostUsbDevice and our UHCI (1 MiB per direction)', () => {
   beforeAll(async () => {
-    r = await runPassthroughLab({ bytes: BYTES, unplugRounds: ROUNDS, timeoutMs: 200_000, onProgress: (m) => process.stderr.write(`[passthrough] ${m}\n`) });
+    r = await runPassthroughLab({ bytes: BYTES, unplugRounds: ROUNDS, timeoutMs: 280_000, onProgress: (m) => process.stderr.write(`[passthrough] ${m}\n`) });
     process.stderr.write((r.lab.scriptOutput ?? []).filter((l) => l.startsWith('@@PT')).join('\n') + '\n');
-  }, 220_000);
+  }, 300_000);
 
   test('libusb in the guest sees the gadget at full speed; the guest driver enumerates it through the model', () => {
     expect(r.records.get('error')).toBeUndefined();
@@ -56,6 +59,31 @@ d('passthrough: a real gadget on dummy_hcd through libusb, HostUsbDevice and our
 
   test('SET_FEATURE(HALT) stalls bulk IN, CLEAR_FEATURE(HALT) (libusb_clear_halt) makes it work again', () => {
     expect(one('stall')).toEqual({ haltStatus: 1, stalledOutcome: 'stall', statusAfterClear: 0, afterOutcome: 'ok', afterBytes: 256, afterPatternOk: true });
+  });
+
+  test('interrupt IN through a real HID gadget (configfs usb_f_hid): descriptors, NAK while idle, every report written to /dev/hidg0 arrives byte-exact, in order', () => {
+    expect(one('hid-host-device')).toMatchObject({ speed: 'full', vendorId: HID_GADGET.vendorId, productId: HID_GADGET.productId });
+    const e = one('hid-enumerated');
+    expect(e).toMatchObject({ vendorId: HID_GADGET.vendorId, productId: HID_GADGET.productId, manufacturer: 'uhci-dm', product: HID_GADGET.product, serial: HID_GADGET.serial });
+    // One boot-keyboard interface (class 3, subclass 1, protocol 1) with an interrupt IN endpoint of report size.
+    expect(e.interfaces).toEqual([[3, 1, 1]]);
+    expect(e.interruptIn).toMatchObject({ maxPacket: HID_GADGET.reportLength });
+    // GET_DESCRIPTOR(REPORT) through the model and libusb returns what the guest script wrote into configfs.
+    expect(e.hidReportDescriptor).toBe(Buffer.from(reportDescriptor('keyboard')).toString('hex'));
+    const h = one('hid-reports');
+    expect(h.writeError).toBeNull();
+    expect(h.written).toBe(HID_REPORTS.length);
+    const expected = HID_REPORTS.map((r) => Buffer.from(r).toString('hex'));
+    expect(h.failure).toBeNull();
+    expect(h.reportsReceived).toEqual(expected);
+    // What the device sends besides the reports: nothing, or (Debian's 6.1 f_hid sets req->zero) a zero-length packet ending each one.
+    expect(h.received).toEqual(h.zeroLengthPackets === 0 ? expected : expected.flatMap((x) => [x, '']));
+    // Before the first write and after the last: the TD stayed active for the whole window (NAK), an interrupt transfer waits at libusb.
+    expect(h.naks).toEqual([
+      { frames: 100, report: null, libusbWaiting: true },
+      { frames: 100, report: null, libusbWaiting: true },
+    ]);
+    expect(h.exactlyOnce).toMatchObject({ duplicateOrLate: 0, unknownCompletions: 0 });
   });
 
   test('gadget removed mid-transfer, every round: port shows CCS=0 CSC=1, every async packet completed exactly once, no crash', () => {
