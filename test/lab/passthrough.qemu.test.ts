@@ -1,8 +1,10 @@
 /**
- * Real kernel USB devices, real libusb (CI size: 1 MiB per direction, 6
- * removals; the full run is `uhci-dm lab --passthrough --bytes 104857600
- * --timeout 3600`, 4.5 to 9 min of wall time per direction here because
- * dummy_hcd's timer paces the gadget, see src/lab/passthrough-lab.ts).
+ * Real kernel USB devices, real libusb: 100 MiB per direction as the issue
+ * asks, and 6 removals (the same run by hand: `uhci-dm lab --passthrough
+ * --bytes 104857600 --timeout 3600`). It is the longest lab in npm test: 4.5
+ * to 9 min of wall time per direction on a 2-core machine, because
+ * dummy_hcd's timer paces the gadget (64 x 19 bytes per jiffy at HZ=250,
+ * see src/lab/passthrough-lab.ts), not the model.
  * A Linux 6.1 guest (QEMU 7.2 TCG) hosts two configfs gadgets on dummy_hcd
  * at full speed: SourceSink 0525:a4a0 and a boot-keyboard HID function
  * 0525:a4ac; the host's node, run in the guest over 9p + chroot, opens
@@ -18,7 +20,7 @@ import { reportDescriptor } from '../../src/usb/hid/qemu-hid-descriptors.js';
 
 const skip = process.env.UHCI_DM_SKIP_LAB === '1';
 const d = skip ? describe.skip : describe;
-const BYTES = 1 << 20;
+const BYTES = 100 << 20;
 const ROUNDS = 6;
 
 let r: PassthroughLabResult;
@@ -27,11 +29,11 @@ type Rec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 const one = (name: string): Rec => (r.records.get(name)?.[0] ?? {}) as Rec;
 const all = (name: string): Rec[] => (r.records.get(name) ?? []) as Rec[];
 
-d('passthrough: a real gadget on dummy_hcd through libusb, HostUsbDevice and our UHCI (1 MiB per direction)', () => {
+d('passthrough: a real gadget on dummy_hcd through libusb, HostUsbDevice and our UHCI (100 MiB per direction)', () => {
   beforeAll(async () => {
-    r = await runPassthroughLab({ bytes: BYTES, unplugRounds: ROUNDS, timeoutMs: 280_000, onProgress: (m) => process.stderr.write(`[passthrough] ${m}\n`) });
+    r = await runPassthroughLab({ bytes: BYTES, unplugRounds: ROUNDS, timeoutMs: 2_400_000, onProgress: (m) => process.stderr.write(`[passthrough] ${m}\n`) });
     process.stderr.write((r.lab.scriptOutput ?? []).filter((l) => l.startsWith('@@PT')).join('\n') + '\n');
-  }, 300_000);
+  }, 2_500_000);
 
   test('libusb in the guest sees the gadget at full speed; the guest driver enumerates it through the model', () => {
     expect(r.records.get('error')).toBeUndefined();
