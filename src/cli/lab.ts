@@ -4,7 +4,11 @@
  * guest saw. `--reference` boots the same guest with QEMU's own UHCI and
  * devices for comparison.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspectTrace } from '../inspect/inspector.js';
+import { usbmonPcap } from '../inspect/usbmon-pcap.js';
 import { runLab, type LabPort, type LabResult } from '../lab/lab.js';
 import { formatLsusb, EV_ABS, EV_KEY, EV_SYN, EV_MSC, EV_REL, type InputEvent } from '../lab/lab-report.js';
 import { runBiosLab, type BiosPort } from '../lab/bios.js';
@@ -21,6 +25,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   timeout: { value: true, help: 'seconds before QEMU is killed (default 240)' },
   json: { value: false, help: 'print the result as JSON' },
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
+  pcap: { value: true, help: 'write the transfers as a usbmon pcap (LINKTYPE_USB_LINUX_MMAPPED) to FILE when the guest is done (decoded from the recording)' },
   replug: { value: true, help: 'after the input, unplug the device on port N (1|2) and plug a new one in' },
   bios: { value: false, help: 'boot SeaBIOS only (no kernel) and report what the firmware found' },
   usbtest: { value: false, help: "Linux usbtest (testusb's cases 0-29) against our emulated gadget zero behind our UHCI" },
@@ -85,8 +90,11 @@ export async function labCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (p.positionals.length) throw new UsageError(`lab takes no arguments (got '${p.positionals[0]}')`);
-  if (p.options.has('reference') && (p.options.has('record') || p.options.has('replug'))) {
-    throw new UsageError('--record and --replug need the model (they cannot be used with --reference)');
+  if (p.options.has('reference') && (p.options.has('record') || p.options.has('replug') || p.options.has('pcap'))) {
+    throw new UsageError('--record, --pcap and --replug need the model (they cannot be used with --reference)');
+  }
+  for (const mode of ['usbtest', 'passthrough', 'bios']) {
+    if (p.options.has('pcap') && p.options.has(mode)) throw new UsageError(`--pcap cannot be used with --${mode} (use --record FILE, then uhci-dm inspect FILE --pcap OUT)`);
   }
   const json = p.options.has('json');
   if (p.options.has('usbtest')) {
@@ -146,16 +154,32 @@ export async function labCommand(argv: string[]): Promise<number> {
     }
     if (!script.startsWith('#!')) script = '#!/bin/sh\n' + script;
   }
-  const result = await runLab({
-    ports: [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')],
-    reference: p.options.has('reference'),
-    modules: p.options.get('module') ?? [],
-    script,
-    timeoutMs: intOption(p, 'timeout', 240, 10, 3600) * 1000,
-    record: p.options.get('record')?.[0],
-    replugPort: p.options.has('replug') ? (intOption(p, 'replug', 1, 1, 2) as 1 | 2) : undefined,
-    onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
-  });
-  process.stdout.write((json ? JSON.stringify(result, null, 2) : formatLabResult(result)) + '\n');
-  return result.done ? 0 : 1;
+  // --pcap: the lab records (to --record FILE, or a temporary trace) and the transfers are decoded from it afterwards.
+  const pcapPath = p.options.get('pcap')?.[0];
+  const tmp = pcapPath && !p.options.has('record') ? mkdtempSync(join(tmpdir(), 'uhci-dm-lab-')) : null;
+  const record = tmp ? join(tmp, 'lab.uhcitrace.gz') : p.options.get('record')?.[0];
+  try {
+    const result = await runLab({
+      ports: [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')],
+      reference: p.options.has('reference'),
+      modules: p.options.get('module') ?? [],
+      script,
+      timeoutMs: intOption(p, 'timeout', 240, 10, 3600) * 1000,
+      record,
+      replugPort: p.options.has('replug') ? (intOption(p, 'replug', 1, 1, 2) as 1 | 2) : undefined,
+      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
+    });
+    if (pcapPath && record && result.trace) {
+      const r = await inspectTrace(record, { transfers: true });
+      const start = Date.parse(r.header.created);
+      writeFileSync(pcapPath, usbmonPcap(r.urbs, Number.isFinite(start) ? start : 0));
+      process.stderr.write(`lab: ${r.urbs.length} transfers written to ${pcapPath} (usbmon pcap)\n`);
+    }
+    // The temporary trace is gone once we return: do not name it.
+    const shown = tmp ? { ...result, trace: null } : result;
+    process.stdout.write((json ? JSON.stringify(shown, null, 2) : formatLabResult(shown)) + '\n');
+    return result.done ? 0 : 1;
+  } finally {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
 }

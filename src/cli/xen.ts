@@ -4,16 +4,21 @@
  * names follow qemu-dm / xl (`-usb`, `-usbdevice tablet`, `-device
  * usb-tablet`). `--simulate` runs the same server against the in-memory
  * simulated hypervisor with a built-in guest driver (a demo; no Xen needed).
- * See docs/xen.md.
+ * `--inspect` keeps a live, in-memory recording of recent frames for the
+ * control socket's `inspect` command; `--pcap FILE` streams the transfers
+ * as a usbmon pcap while the guest runs. See docs/xen.md.
  */
 import { StreamLogger } from '../log/logger.js';
 import { RealClock } from '../platform/clock.js';
 import { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { UhciGuestDriver } from '../guest/uhci-driver.js';
+import { LiveInspector, DEFAULT_LIVE_FRAMES } from '../inspect/live-inspector.js';
+import { PLAIN, formatInspection } from '../inspect/text-report.js';
+import { UsbmonPcapWriter } from '../inspect/usbmon-pcap.js';
 import { createRecordedFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { BdfSyntaxError, formatBdf, parseBdf } from '../xen/bdf.js';
-import { ControlServer } from '../xen/control-socket.js';
+import { ControlServer, type InspectRequest } from '../xen/control-socket.js';
 import { IoreqServer, type StopReason } from '../xen/ioreq-server.js';
 import { XenCallError, type XenPlatform } from '../xen/platform.js';
 import { SimHypervisor } from '../xen/sim/hypervisor.js';
@@ -22,6 +27,7 @@ import { UsbPorts, parseDeviceSpec } from '../xen/usb-ports.js';
 import type { LibusbHost } from '../usb/host/libusb.js';
 import { openNodeUsbHost } from '../usb/host/node-usb.js';
 import { intOption, optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
+import { inspectionJson } from './inspect.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
   domid: { value: true, help: 'domain id of the HVM guest (required)' },
@@ -29,8 +35,11 @@ const OPTIONS: Record<string, OptionSpec> = {
   usb: { value: false, help: 'accepted for qemu-dm compatibility (the controller is always present)' },
   usbdevice: { value: true, multiple: true, help: 'tablet | mouse | keyboard | host:vvvv:pppp | host:BUS.ADDR | host:BUS-PORT' },
   device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd | usb-host,vendorid=..,productid=.. (or hostbus=,hostaddr= / hostport=)' },
-  control: { value: true, help: 'control socket path (JSON lines, QMP-like: usb_add, usb_del, query-usb, save, restore, quit)' },
+  control: { value: true, help: 'control socket path (JSON lines, QMP-like: usb_add, usb_del, query-usb, save, restore, inspect, quit)' },
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
+  inspect: { value: false, help: `keep a live recording of the last frames in memory for the control socket's inspect command (decoded timeline + anomalies; default ${DEFAULT_LIVE_FRAMES} frames)` },
+  'inspect-frames': { value: true, help: `frames the live recording keeps (implies --inspect; default ${DEFAULT_LIVE_FRAMES})` },
+  pcap: { value: true, help: 'write transfers to FILE as they complete, as a usbmon pcap (LINKTYPE_USB_LINUX_MMAPPED) for Wireshark/tshark (implies --inspect)' },
   'log-json': { value: false, help: 'structured logs as JSON lines on stderr' },
   verbose: { value: false, help: 'debug logging' },
   runas: { value: true, help: 'drop privileges to USER[:GROUP] after setup (needs root)' },
@@ -129,7 +138,14 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
   const clock = new RealClock();
   const idleCoalesce = intOption(p, 'idle-coalesce', 32, 1, 1024);
   const recordPath = p.options.get('record')?.[0];
-  const recorder = recordPath ? Recorder.toFile(recordPath, { notes: `uhci-dm xen --domid ${domid} ${specs.join(' ')}` }) : null;
+  const pcapPath = p.options.get('pcap')?.[0];
+  const liveOn = p.options.has('inspect') || p.options.has('inspect-frames') || pcapPath !== undefined;
+  const liveFrames = intOption(p, 'inspect-frames', DEFAULT_LIVE_FRAMES, 1, 1 << 20);
+  const notes = `uhci-dm xen --domid ${domid} ${specs.join(' ')}`;
+  // Live inspection observes the --record recorder, or one that keeps no file.
+  const pcap = pcapPath ? new UsbmonPcapWriter(pcapPath) : null;
+  const recorder = recordPath ? Recorder.toFile(recordPath, { notes }) : liveOn ? Recorder.withoutFile({ notes }) : null;
+  const live = recorder && liveOn ? startLiveInspection(recorder, liveFrames, pcap, logger) : null;
   const server = new IoreqServer({
     platform,
     domid,
@@ -140,10 +156,16 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     createFunction: (fio) => (recorder ? createRecordedFunction({ ...fio, recorder, idleCoalesce }) : new UhciPciFunction({ ...fio, idleCoalesce })),
     afterSetup: runas ? () => dropPrivileges(runas) : undefined,
   });
+  const closeRecording = async () => {
+    const summary = await recorder?.close();
+    live?.close();
+    pcap?.close();
+    return summary;
+  };
   try {
     await server.start();
   } catch (e) {
-    await recorder?.close().catch(() => undefined);
+    await closeRecording().catch(() => undefined);
     throw e;
   }
   const pciPath = `0000:${formatBdf(bdf)}`;
@@ -162,7 +184,7 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
   } catch (e) {
     ports.releaseAll();
     await server.stop('error');
-    await recorder?.close().catch(() => undefined);
+    await closeRecording().catch(() => undefined);
     throw e;
   }
   logger.log('info', 'xen', 'serving', { bdf: formatBdf(bdf), simulate, devices: ports.list().map((d) => `${d.port}:${d.kind}`).join(',') });
@@ -174,6 +196,7 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
           ports,
           status: () => ({ domid, id: server.id, bdf: formatBdf(bdf), running: server.running, ioBase: server.fn.ioBase, intx: server.intxLevel, ...server.stats }),
           quit: () => void server.stop('stop'),
+          inspect: live ? (req) => liveInspectReply(live, req, `uhci-dm xen (domain ${domid})`) : undefined,
         },
         logger,
       ).catch(async (e: unknown) => {
@@ -205,13 +228,45 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await control?.close();
-    if (recorder) {
-      const summary = await recorder.close();
-      logger.log('info', 'xen', 'trace written', { file: recordPath, events: summary.events });
-    }
+    const summary = await closeRecording();
+    if (summary && recordPath) logger.log('info', 'xen', 'trace written', { file: recordPath, events: summary.events });
+    if (pcap) logger.log('info', 'xen', 'pcap written', { file: pcapPath, transfers: pcap.transfers });
   }
   logger.log('info', 'xen', 'stopped', { reason });
   return reason === 'error' ? 1 : 0;
+}
+
+/** The live inspector on `recorder`, streaming transfers to `pcap` when there is one. */
+function startLiveInspection(recorder: Recorder, frames: number, pcap: UsbmonPcapWriter | null, logger: StreamLogger): LiveInspector {
+  let pcapFailed = false;
+  return new LiveInspector(recorder, {
+    frames,
+    onHeader: (h) => {
+      const start = Date.parse(h.created);
+      pcap?.setStart(Number.isFinite(start) ? start : 0);
+    },
+    onUrb: pcap
+      ? (u) => {
+          if (pcapFailed) return;
+          try {
+            pcap.write(u);
+          } catch (e) {
+            // A full disk stops the capture, not the device model.
+            pcapFailed = true;
+            logger.log('error', 'xen', 'pcap write failed; capture stopped', { file: pcap.path, error: (e as Error).message });
+          }
+        }
+      : undefined,
+    onError: (e) => logger.log('error', 'xen', 'live inspection stopped', { error: e.message }),
+  });
+}
+
+/** The control socket's `inspect` answer: report text, or the `uhci-dm inspect --json` object. */
+function liveInspectReply(live: LiveInspector, req: InspectRequest, name: string): string | Record<string, unknown> {
+  let r = live.inspect(req);
+  if (req.quiet) r = { ...r, timeline: [], devices: [] };
+  if (req.json) return JSON.parse(inspectionJson(r)) as Record<string, unknown>;
+  return formatInspection(r, PLAIN, name);
 }
 
 /** --simulate: a guest on vCPU 0 probes the function and enumerates what is plugged in, through ioreqs. */

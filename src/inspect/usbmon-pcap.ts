@@ -29,7 +29,14 @@
  *
  * Fields are in host byte order; the file is little-endian (pcap magic
  * 0xa1b2c3d4 written little-endian), as a capture on x86 would be.
+ *
+ * Two ways out share one encoder: `usbmonPcap` (a whole trace, records in
+ * time order) and `UsbmonPcapWriter` (a live run: each transfer's S and C
+ * records appended as it completes, so a submission can carry an earlier
+ * timestamp than the completion written before it; pcap allows that and
+ * Wireshark shows the packets in file order).
  */
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { Urb } from './transfers.js';
 import { ERRNO } from './usb-requests.js';
 
@@ -37,13 +44,8 @@ export const LINKTYPE_USB_LINUX_MMAPPED = 220;
 export const USBMON_HEADER_LEN = 64;
 const XFER_TYPE = { isochronous: 0, interrupt: 1, control: 2, bulk: 3 } as const;
 
-interface Rec {
-  ns: number;
-  order: number;
-  bytes: Uint8Array;
-}
-
-function record(u: Urb, type: 'S' | 'C', epochNs: bigint, busnum: number): Rec {
+/** One usbmon packet (64-byte header + data) of `u`'s submission or completion. */
+export function usbmonPacket(u: Urb, type: 'S' | 'C', epochNs: bigint, busnum: number): Uint8Array {
   const dirIn = (u.endpoint & 0x80) !== 0;
   const ns = type === 'S' ? u.submitNs : u.completeNs;
   // Data travels with the submission for OUT transfers and with the completion for IN.
@@ -72,26 +74,23 @@ function record(u: Urb, type: 'S' | 'C', epochNs: bigint, busnum: number): Rec {
   dv.setUint32(56, 0, true);
   dv.setUint32(60, 0, true);
   buf.set(data, USBMON_HEADER_LEN);
-  return { ns, order: u.id * 2 + (type === 'S' ? 0 : 1), bytes: buf };
+  return buf;
 }
 
-/**
- * The pcap file for `urbs`. `startUnixMs` is the wall-clock time of trace
- * time 0 (the trace header's `created`).
- */
-export function usbmonPcap(urbs: readonly Urb[], startUnixMs: number, busnum = 1): Uint8Array {
-  const epochNs = BigInt(Math.round(startUnixMs)) * 1_000_000n;
-  const recs: Rec[] = [];
-  for (const u of urbs) {
-    recs.push(record(u, 'S', epochNs, busnum));
-    recs.push(record(u, 'C', epochNs, busnum));
-  }
-  recs.sort((a, b) => a.ns - b.ns || a.order - b.order);
-  let total = 24;
-  for (const r of recs) total += 16 + r.bytes.length;
-  const out = new Uint8Array(total);
+/** Wall-clock ns of trace time 0 from `startUnixMs`. */
+function epochOf(startUnixMs: number): bigint {
+  return BigInt(Math.round(startUnixMs)) * 1_000_000n;
+}
+
+/** Size of the pcap global header (pcap-savefile(5)). */
+export const PCAP_HEADER_LEN = 24;
+/** Size of each packet's record header. */
+const PCAP_RECORD_HEADER_LEN = 16;
+
+/** The pcap global header: microsecond timestamps, link type usbmon (mmapped). */
+export function pcapFileHeader(): Uint8Array {
+  const out = new Uint8Array(PCAP_HEADER_LEN);
   const dv = new DataView(out.buffer);
-  // pcap global header (pcap-savefile(5)).
   dv.setUint32(0, 0xa1b2c3d4, true);
   dv.setUint16(4, 2, true);
   dv.setUint16(6, 4, true);
@@ -99,15 +98,118 @@ export function usbmonPcap(urbs: readonly Urb[], startUnixMs: number, busnum = 1
   dv.setUint32(12, 0, true);
   dv.setUint32(16, 262144, true);
   dv.setUint32(20, LINKTYPE_USB_LINUX_MMAPPED, true);
-  let o = 24;
-  for (const r of recs) {
-    const t = epochNs + BigInt(Math.round(r.ns));
-    dv.setUint32(o, Number(t / 1_000_000_000n), true);
-    dv.setUint32(o + 4, Number((t % 1_000_000_000n) / 1000n), true);
-    dv.setUint32(o + 8, r.bytes.length, true);
-    dv.setUint32(o + 12, r.bytes.length, true);
-    out.set(r.bytes, o + 16);
-    o += 16 + r.bytes.length;
-  }
   return out;
+}
+
+/** Write record header + packet at `out[o]`; returns the offset after it. */
+function putRecord(out: Uint8Array, o: number, ns: number, packet: Uint8Array, epochNs: bigint): number {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const t = epochNs + BigInt(Math.round(ns));
+  dv.setUint32(o, Number(t / 1_000_000_000n), true);
+  dv.setUint32(o + 4, Number((t % 1_000_000_000n) / 1000n), true);
+  dv.setUint32(o + 8, packet.length, true);
+  dv.setUint32(o + 12, packet.length, true);
+  out.set(packet, o + PCAP_RECORD_HEADER_LEN);
+  return o + PCAP_RECORD_HEADER_LEN + packet.length;
+}
+
+interface Rec {
+  ns: number;
+  order: number;
+  bytes: Uint8Array;
+}
+
+function record(u: Urb, type: 'S' | 'C', epochNs: bigint, busnum: number): Rec {
+  return { ns: type === 'S' ? u.submitNs : u.completeNs, order: u.id * 2 + (type === 'S' ? 0 : 1), bytes: usbmonPacket(u, type, epochNs, busnum) };
+}
+
+/** pcap records (with their record headers) for recs, in the given order. */
+function records(recs: readonly Rec[], epochNs: bigint, headerLen: number): Uint8Array {
+  let total = headerLen;
+  for (const r of recs) total += PCAP_RECORD_HEADER_LEN + r.bytes.length;
+  const out = new Uint8Array(total);
+  let o = headerLen;
+  for (const r of recs) o = putRecord(out, o, r.ns, r.bytes, epochNs);
+  return out;
+}
+
+/**
+ * The pcap file for `urbs`. `startUnixMs` is the wall-clock time of trace
+ * time 0 (the trace header's `created`).
+ */
+export function usbmonPcap(urbs: readonly Urb[], startUnixMs: number, busnum = 1): Uint8Array {
+  const epochNs = epochOf(startUnixMs);
+  const recs: Rec[] = [];
+  for (const u of urbs) {
+    recs.push(record(u, 'S', epochNs, busnum));
+    recs.push(record(u, 'C', epochNs, busnum));
+  }
+  recs.sort((a, b) => a.ns - b.ns || a.order - b.order);
+  const out = records(recs, epochNs, PCAP_HEADER_LEN);
+  out.set(pcapFileHeader(), 0);
+  return out;
+}
+
+/** The pcap file cannot be written. */
+export class PcapWriteError extends Error {
+  readonly userFacing = true;
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'PcapWriteError';
+  }
+}
+
+/**
+ * A usbmon pcap written while a run goes on: the file header when opened,
+ * then each transfer (S and C record) with one synchronous write as it
+ * completes. Whatever was written is a valid pcap at any moment (after a
+ * SIGTERM or a crash too): no record is ever half-written by us, and the
+ * file needs no closing trailer.
+ */
+export class UsbmonPcapWriter {
+  private fd: number | null;
+  private epochNs: bigint = 0n;
+  /** Transfers written. */
+  transfers = 0;
+  bytesWritten = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly busnum = 1,
+  ) {
+    try {
+      this.fd = openSync(path, 'w');
+      writeSync(this.fd, pcapFileHeader());
+    } catch (e) {
+      throw new PcapWriteError(`cannot write pcap ${path}: ${(e as Error).message}`);
+    }
+    this.bytesWritten = PCAP_HEADER_LEN;
+  }
+
+  /** Wall-clock time (ms since the epoch) of recording time 0; set before the first transfer. */
+  setStart(startUnixMs: number): void {
+    this.epochNs = epochOf(startUnixMs);
+  }
+
+  /** Append one completed transfer. */
+  write(u: Urb): void {
+    if (this.fd === null) return;
+    const recs = [record(u, 'S', this.epochNs, this.busnum), record(u, 'C', this.epochNs, this.busnum)];
+    const bytes = records(recs, this.epochNs, 0);
+    // One buffer per transfer; writeSync may write less than asked (rare for files), so finish it.
+    for (let o = 0; o < bytes.length; ) o += writeSync(this.fd, bytes, o, bytes.length - o);
+    this.bytesWritten += bytes.length;
+    this.transfers++;
+  }
+
+  close(): void {
+    if (this.fd === null) return;
+    try {
+      fsyncSync(this.fd);
+    } catch {
+      // not every file supports fsync (pipes); the data is written either way
+    }
+    closeSync(this.fd);
+    this.fd = null;
+  }
 }

@@ -47,6 +47,17 @@ export interface FrameCounters {
   readonly framesSkipped: number;
 }
 
+/**
+ * Sees the recording as it is made: the header once, then every top-level
+ * event line as the array it is serialised from (the same value a reader
+ * gets back from the file; not to be modified). Live inspection uses this
+ * to decode a running instance without a trace file.
+ */
+export interface RecordingObserver {
+  header(h: TraceHeader): void;
+  event(rec: readonly unknown[]): void;
+}
+
 /** The recorder was used out of order (two functions, events after close). */
 export class RecorderStateError extends Error {
   constructor(msg: string) {
@@ -71,14 +82,38 @@ export class Recorder {
   private buf = '';
   private lastFlush = Date.now();
   private closed = false;
+  private readonly observers: RecordingObserver[] = [];
   /** Guest memory as the trace knows it (see ShadowMemory). */
   readonly shadow = new ShadowMemory();
 
+  /** `sink` null: nothing is serialised or written (only observers see the events). */
   constructor(
-    private readonly sink: TraceSink,
+    private readonly sink: TraceSink | null,
     opts: RecorderOptions = {},
   ) {
     this.opts = opts;
+  }
+
+  /** A recorder that keeps no file: for observers only (live inspection). */
+  static withoutFile(opts: RecorderOptions = {}): Recorder {
+    return new Recorder(null, opts);
+  }
+
+  /** Add an observer; it must be added before the function is built (it sees the header then). */
+  observe(o: RecordingObserver): void {
+    if (this.clock) throw new RecorderStateError('observers must be added before recording starts');
+    this.observers.push(o);
+  }
+
+  /** What the summary line would say now. */
+  progress(): RecordingSummary {
+    return {
+      events: this.events,
+      items: this.itemCount,
+      frames: this.counters?.framesProcessed ?? 0,
+      skipped: this.counters?.framesSkipped ?? 0,
+      endNs: this.lastT,
+    };
   }
 
   /** A recorder writing a gzip trace file at `path`. */
@@ -103,7 +138,8 @@ export class Recorder {
       options,
       notes: this.opts.notes ?? '',
     };
-    this.buf += JSON.stringify(header) + '\n';
+    for (const o of this.observers) o.header(header);
+    if (this.sink) this.buf += JSON.stringify(header) + '\n';
   }
 
   private constructionRec: Rec | null = null;
@@ -219,13 +255,15 @@ export class Recorder {
 
   private line(rec: Rec): void {
     this.events++;
+    for (const o of this.observers) o.event(rec);
+    if (!this.sink) return;
     this.buf += JSON.stringify(rec) + '\n';
     if (this.buf.length >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
     else if ((this.events & 63) === 0 && Date.now() - this.lastFlush >= (this.opts.flushMs ?? 2000)) this.flush();
   }
 
   private flush(): void {
-    if (this.buf.length) this.sink.write(this.buf);
+    if (this.buf.length && this.sink) this.sink.write(this.buf);
     this.buf = '';
     this.lastFlush = Date.now();
   }
@@ -235,13 +273,8 @@ export class Recorder {
     if (this.closed) throw new RecorderStateError('recorder already closed');
     if (this.depth !== 0) throw new RecorderStateError('cannot close a recorder inside an event');
     this.closed = true;
-    const summary: TraceSummary = {
-      events: this.events,
-      items: this.itemCount,
-      frames: this.counters?.framesProcessed ?? 0,
-      skipped: this.counters?.framesSkipped ?? 0,
-      endNs: this.lastT,
-    };
+    const summary: TraceSummary = this.progress();
+    if (!this.sink) return summary;
     this.buf += JSON.stringify({ summary }) + '\n';
     this.flush();
     await this.sink.close();

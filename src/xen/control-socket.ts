@@ -7,16 +7,33 @@
  *
  * Commands: qmp_capabilities; usb_add {devname, port?}; usb_del {devname |
  * port}; query-usb (also "info usb"); save {file?}; restore {file | snapshot};
- * query-status; quit; human-monitor-command {"command-line": "info usb" |
- * "usb_add NAME" | "usb_del NAME"}.
+ * query-status; input-send-event {events, device?} (see input-events.ts); quit;
+ * human-monitor-command {"command-line": "info usb" |
+ * "usb_add NAME" | "usb_del NAME" | "inspect [N | FROM-TO | anomalies]"};
+ * inspect {from?, to?, last?, json?, quiet?} (live inspection, when the
+ * server runs with --inspect or --pcap: the decoded timeline of recent
+ * frames and the anomalies found so far, as text or as the JSON object of
+ * `uhci-dm inspect --json`).
  */
 import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
 import type { PortInfo, UsbPorts } from './usb-ports.js';
+import { sendInputEvents } from './input-events.js';
+
+/** Arguments of the inspect command: frames from..to, or the last N; JSON or text; anomalies only. */
+export interface InspectRequest {
+  from?: number;
+  to?: number;
+  last?: number;
+  json: boolean;
+  quiet: boolean;
+}
 
 export interface ControlTarget {
   ports: UsbPorts;
+  /** Live inspection; absent when the server runs without it. */
+  inspect?(req: InspectRequest): string | Record<string, unknown>;
   /** Status for query-status (server id, counters...). */
   status(): Record<string, unknown>;
   /** Stop serving (quit). */
@@ -157,6 +174,28 @@ export class ControlServer {
         ports.restore(snap);
         return ports.list() as unknown as Json;
       }
+      case 'input-send-event': {
+        const dev = args.device;
+        if (dev !== undefined && !(typeof dev === 'number' || dev === 'tablet' || dev === 'mouse' || dev === 'keyboard')) {
+          throw new CommandError("'device' must be a port number or tablet|mouse|keyboard");
+        }
+        const pick = (kind: 'abs' | 'rel' | 'key') => ports.emulated(dev ?? (kind === 'abs' ? 'tablet' : kind === 'rel' ? 'mouse' : 'keyboard'));
+        return { queued: sendInputEvents(args.events, pick) };
+      }
+      case 'inspect': {
+        const frame = (k: string): number | undefined => {
+          const v = args[k];
+          if (v === undefined) return undefined;
+          if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new CommandError(`argument '${k}' must be a positive integer`);
+          return v;
+        };
+        const flag = (k: string): boolean => {
+          const v = args[k];
+          if (v !== undefined && typeof v !== 'boolean') throw new CommandError(`argument '${k}' must be true or false`);
+          return v === true;
+        };
+        return this.inspect({ from: frame('from'), to: frame('to'), last: frame('last'), json: flag('json'), quiet: flag('quiet') });
+      }
       case 'query-status':
         return this.target.status() as Json;
       case 'quit':
@@ -171,11 +210,24 @@ export class ControlServer {
           const m = /^(?:port:)?(\d+)$/.exec(rest[0]);
           return `removed from port ${ports.remove(m ? Number(m[1]) : rest[0])}\n`;
         }
-        throw new CommandError(`unknown monitor command '${line}' (info usb, usb_add NAME, usb_del NAME|PORT)`);
+        if (verb === 'inspect') {
+          const a = rest[0];
+          const range = a === undefined ? null : /^(\d+)-(\d+)$/.exec(a);
+          if (a === undefined || a === 'anomalies') return this.inspect({ json: false, quiet: a === 'anomalies' });
+          if (range) return this.inspect({ from: Number(range[1]), to: Number(range[2]), json: false, quiet: false });
+          if (/^\d+$/.test(a) && Number(a) > 0) return this.inspect({ last: Number(a), json: false, quiet: false });
+          throw new CommandError(`usage: inspect [N | FROM-TO | anomalies]`);
+        }
+        throw new CommandError(`unknown monitor command '${line}' (info usb, usb_add NAME, usb_del NAME|PORT, inspect [N | FROM-TO | anomalies])`);
       }
       default:
         throw new CommandError(`unknown command '${cmd}'`);
     }
+  }
+
+  private inspect(req: InspectRequest): Json {
+    if (!this.target.inspect) throw new CommandError('live inspection is off (start uhci-dm xen with --inspect or --pcap)');
+    return this.target.inspect(req) as Json;
   }
 
   close(): Promise<void> {

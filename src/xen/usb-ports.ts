@@ -7,6 +7,7 @@
 import type { UhciPciFunction, UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import type { Clock } from '../platform/clock.js';
 import { createDevice } from '../usb/devices.js';
+import type { HidUsbDevice } from '../usb/hid/hid-device.js';
 import type { UsbDevice } from '../usb/packet.js';
 import type { LibusbHost } from '../usb/host/libusb.js';
 import { HostPassthrough } from '../usb/host/passthrough.js';
@@ -107,6 +108,8 @@ interface PortEntry {
   kind: DeviceKind;
   spec: string;
   passthrough: HostPassthrough | null;
+  /** The emulated device as created (the port may hold a wrapper, e.g. the trace recorder's). */
+  hid: HidUsbDevice | null;
 }
 
 export class UsbPorts {
@@ -156,7 +159,7 @@ export class UsbPorts {
           if (this.fn.controller.ports[index]!.device) this.fn.detach(index);
         },
       });
-      this.entries[i] = { kind: 'host', spec: `host:${formatHostSelector(parsed.selector)}`, passthrough: pt };
+      this.entries[i] = { kind: 'host', spec: `host:${formatHostSelector(parsed.selector)}`, passthrough: pt, hid: null };
       try {
         pt.start();
       } catch (e) {
@@ -165,8 +168,9 @@ export class UsbPorts {
       }
       return i + 1;
     }
-    this.fn.attach(i, createDevice(parsed.kind, { clock: this.clock, hcdPath: this.hcdPath, portPath: String(i + 1) }));
-    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, passthrough: null };
+    const dev = createDevice(parsed.kind, { clock: this.clock, hcdPath: this.hcdPath, portPath: String(i + 1) });
+    this.fn.attach(i, dev);
+    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, passthrough: null, hid: dev };
     return i + 1;
   }
 
@@ -186,6 +190,14 @@ export class UsbPorts {
     if (entry.passthrough) void entry.passthrough.stop();
     if (this.fn.controller.ports[i]!.device) this.fn.detach(i);
     return i + 1;
+  }
+
+  /** The emulated HID device on a 1-based port, or on the first port holding `kind` (for input-send-event). */
+  emulated(target: number | 'tablet' | 'mouse' | 'keyboard'): HidUsbDevice {
+    const i = typeof target === 'number' ? target - 1 : this.entries.findIndex((e) => e?.kind === target);
+    const d = i >= 0 && i < this.entries.length ? (this.entries[i]?.hid ?? null) : null;
+    if (!d) throw new UsbPortError(typeof target === 'number' ? `no emulated device on port ${target}` : `no ${target} is attached`);
+    return d;
   }
 
   list(): PortInfo[] {

@@ -57,11 +57,12 @@ export interface SeedRig {
   io: number;
 }
 
-export async function seedRig(opts: { isr?: IsrMode; notes?: string } = {}): Promise<SeedRig> {
+export async function seedRig(opts: { isr?: IsrMode; notes?: string; beforeStart?: (r: Recorder) => void } = {}): Promise<SeedRig> {
   const clock = new ManualClock();
   const mem = new FlatMemory(4 << 20);
   const sink = new MemorySink();
   const recorder = new Recorder(sink, { notes: opts.notes ?? 'inspector seeded trace', model: 'uhci-dm test' });
+  opts.beforeStart?.(recorder);
   const fn = createRecordedFunction({ variant: 'piix3', mem, irq: new LatchedIrq(), clock, recorder });
   const bus = new IsrBus(fn, mem, clock, 5);
   bus.isr = opts.isr ?? 'ack';
@@ -254,8 +255,8 @@ export async function recordLinuxFsbrShape(): Promise<Uint8Array> {
 }
 
 /** Tablet + keyboard enumerated and polled (as the demo), with the given interrupt handling. */
-export async function recordHidSession(isr: IsrMode): Promise<Uint8Array> {
-  const rig = await seedRig({ isr, notes: 'tablet + keyboard' });
+export async function recordHidSession(isr: IsrMode, beforeStart?: (r: Recorder) => void): Promise<Uint8Array> {
+  const rig = await seedRig({ isr, notes: 'tablet + keyboard', beforeStart });
   const tablet = createDevice('tablet', { clock: rig.clock, portPath: '1' });
   const keyboard = createDevice('keyboard', { clock: rig.clock, portPath: '2' });
   rig.fn.attach(0, tablet);
