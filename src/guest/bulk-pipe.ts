@@ -22,7 +22,7 @@ import {
   makeToken,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_OUT } from '../usb/packet.js';
-import type { GuestBus } from './uhci-driver.js';
+import { readGuestU32, writeGuestU32, type GuestBus } from './uhci-driver.js';
 
 export interface BulkResult {
   /** Bytes moved. */
@@ -62,13 +62,11 @@ export class GuestBulkPipe {
     readonly layout: BulkPipeLayout = { qh: 0x300000, tds: 0x310000, data: 0x400000, maxTds: 1024 },
   ) {}
 
-  private async w32(addr: number, v: number): Promise<void> {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    await this.bus.writeMem(addr, b);
+  private w32(addr: number, v: number): Promise<void> {
+    return writeGuestU32(this.bus, addr, v);
   }
-  private async r32(addr: number): Promise<number> {
-    return le32(await this.bus.readMem(addr, 4), 0);
+  private r32(addr: number): Promise<number> {
+    return readGuestU32(this.bus, addr);
   }
 
   /** Hang the bulk QH after the QH chain frame 0 starts with (its last QH). */

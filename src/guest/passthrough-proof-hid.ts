@@ -24,7 +24,7 @@ import {
   makeToken,
 } from '../uhci/descriptors.js';
 import { PID_IN } from '../usb/packet.js';
-import type { GuestBus } from './uhci-driver.js';
+import { readGuestU32, writeGuestU32, type GuestBus } from './uhci-driver.js';
 
 /** UHCI frame list: 1024 entries (UHCI Design Guide 1.1 §3.1). */
 const FRAME_LIST_ENTRIES = 1024;
@@ -59,14 +59,11 @@ export class InterruptInPoller {
     readonly layout: InterruptPollLayout = { qh: 0x320000, td: 0x320020, data: 0x320040 },
   ) {}
 
-  private async w32(addr: number, v: number): Promise<void> {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    await this.bus.writeMem(addr, b);
+  private w32(addr: number, v: number): Promise<void> {
+    return writeGuestU32(this.bus, addr, v);
   }
-  private async r32(addr: number): Promise<number> {
-    const b = await this.bus.readMem(addr, 4);
-    return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
+  private r32(addr: number): Promise<number> {
+    return readGuestU32(this.bus, addr);
   }
 
   /** Put the QH in front of what every frame-list entry points to, with the TD armed. */

@@ -36,6 +36,19 @@ export interface GuestBus {
   wait(ms: number): Promise<void>;
 }
 
+/** Write a little-endian 32-bit word (a descriptor field) into guest memory. */
+export async function writeGuestU32(bus: GuestBus, addr: number, v: number): Promise<void> {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v >>> 0, true);
+  await bus.writeMem(addr, b);
+}
+
+/** Read a little-endian 32-bit word from guest memory. */
+export async function readGuestU32(bus: GuestBus, addr: number): Promise<number> {
+  const b = await bus.readMem(addr, 4);
+  return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
+}
+
 export class UsbTransferError extends Error {
   constructor(
     msg: string,
@@ -133,14 +146,11 @@ export class UhciGuestDriver {
     return a;
   }
 
-  private async w32(addr: number, v: number): Promise<void> {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    await this.bus.writeMem(addr, b);
+  private w32(addr: number, v: number): Promise<void> {
+    return writeGuestU32(this.bus, addr, v);
   }
-  private async r32(addr: number): Promise<number> {
-    const b = await this.bus.readMem(addr, 4);
-    return new DataView(b.buffer, b.byteOffset).getUint32(0, true);
+  private r32(addr: number): Promise<number> {
+    return readGuestU32(this.bus, addr);
   }
 
   // ----------------------------------------------------------- controller

@@ -246,11 +246,7 @@ export class ScheduleEngine {
   processFrame(flBase: number, frnum: number): boolean {
     const host = this.host;
     const stats = this.stats;
-    stats.links = 0;
-    stats.transactions = 0;
-    stats.completed = 0;
-    stats.effects = 0;
-    this.frameSerial++;
+    this.startFrameStats();
     this.frameBits = host.timer.frameBits(host.sofmod);
     this.mem = host.mem;
     this.fast = this.mem.readU32 ? this.mem : null;
@@ -365,6 +361,16 @@ export class ScheduleEngine {
     }
     this.walkMemo = false;
     return true;
+  }
+
+  /** A frame starts (walked or replayed): zero its counters, count it. */
+  private startFrameStats(): void {
+    const stats = this.stats;
+    stats.links = 0;
+    stats.transactions = 0;
+    stats.completed = 0;
+    stats.effects = 0;
+    this.frameSerial++;
   }
 
   /* ------------------------------------------------ quiescent frames */
@@ -502,12 +508,7 @@ export class ScheduleEngine {
     while (j < count && links[j] !== entry) j++;
     if (j === count) return false;
     if (!this.checkShared()) return false;
-    const stats = this.stats;
-    stats.links = 0;
-    stats.transactions = 0;
-    stats.completed = 0;
-    stats.effects = 0;
-    this.frameSerial++;
+    this.startFrameStats();
     this.framesReplayed++;
     return true;
   }
