@@ -5,9 +5,13 @@
 #   busybox-static    the guest's userland
 #   tshark            decodes our pcap (usbmon) exports in the tests
 #   libxen-dev        Xen 4.17 libraries (libxendevicemodel, libxenevtchn, libxenforeignmemory, libxenstore) for the FFI
+#   xen-hypervisor-4.17-amd64 xen-utils-4.17 qemu-system-xen   the real-Xen lab (Xen booted under QEMU TCG,
+#                     PV dom0, HVM domUs; QEMU-xen for the reference domU)
+#   grub-pc-bin grub-common xorriso mtools   grub-mkrescue builds the lab's bootable Xen ISO
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(qemu-system-x86 qemu-utils linux-image-amd64 busybox-static libxen-dev gcc libc6-dev tshark)
+PACKAGES=(qemu-system-x86 qemu-utils linux-image-amd64 busybox-static libxen-dev gcc libc6-dev tshark
+  xen-hypervisor-4.17-amd64 xen-utils-4.17 qemu-system-xen grub-pc-bin grub-common xorriso mtools cpio)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

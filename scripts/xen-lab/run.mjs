@@ -1,19 +1,17 @@
 #!/usr/bin/env node
 // Run the Xen lab from the built dist/ (npx tsc -p . first) and print a summary.
-// Usage: node scripts/xen-lab/run.mjs [--no-reference] [--timeout S]
-import { runXenLab } from '../../dist/src/lab/xen-lab.js';
+// Usage: node scripts/xen-lab/run.mjs [--no-reference] [--save-restore] [--timeout S] [--gdb|--strace] [--xen-args "..."]
+import { existsSync, readFileSync } from 'node:fs';
+import { formatXenLabResult, runXenLab } from '../../dist/src/lab/xen-lab.js';
 
 const argv = process.argv.slice(2);
+const opt = (name) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
 const reference = !argv.includes('--no-reference');
-const ti = argv.indexOf('--timeout');
-const timeout = ti >= 0 ? Number(argv[ti + 1]) : undefined;
-const r = await runXenLab({ reference, timeout, gdb: argv.includes("--gdb"), strace: argv.includes("--strace"), progress: (l) => console.log(l) });
-const show = (name, rep) => {
-  if (!rep) return console.log(`${name}: no console captured`);
-  console.log(`${name}: booted=${rep.booted} settled=${JSON.stringify(rep.settled)} done=${rep.done}`);
-  for (const d of rep.devices) console.log(`  ${d.path} ${d.vendorId.toString(16).padStart(4, '0')}:${d.productId.toString(16).padStart(4, '0')} ${d.manufacturer ?? ''} / ${d.product ?? ''} speed ${d.speed}`);
-};
-show('reference', r.reference);
-show('uhci-dm', r.dm);
-console.log(`uhci-dm exit: ${r.uhciDmExit}; phases: ${JSON.stringify(r.phases)}`);
-console.log(`work dir: ${r.workDir}`);
+const timeout = opt('--timeout') ? Number(opt('--timeout')) : undefined;
+const r = await runXenLab({ reference, timeout, saveRestore: argv.includes("--save-restore"), xenArgs: opt('--xen-args'), gdb: argv.includes('--gdb'), strace: argv.includes('--strace'), progress: (l) => console.log(l) });
+console.log(formatXenLabResult(r));
+const restored = `${r.workDir}/uhci-dm-restored.log`;
+if (existsSync(restored)) {
+  const msgs = readFileSync(restored, 'utf8').split('\n').filter(Boolean).map((l) => { try { const o = JSON.parse(l); return o.level === 'debug' ? null : `${o.msg}${o.error ? ` (${o.error})` : ''}`; } catch { return l; } }).filter(Boolean);
+  console.log(`uhci-dm after restore: ${msgs.join(' | ')}`);
+}

@@ -14,6 +14,7 @@ import { formatLsusb, EV_ABS, EV_KEY, EV_SYN, EV_MSC, EV_REL, type InputEvent } 
 import { runBiosLab, type BiosPort } from '../lab/bios.js';
 import { runUsbtestLab, CI_USBTEST_PLAN } from '../lab/usbtest-lab.js';
 import { runPassthroughLab } from '../lab/passthrough-lab.js';
+import { formatXenLabResult, runXenLab } from '../lab/xen-lab.js';
 import { parseArgs, optionHelp, UsageError, intOption, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
@@ -33,6 +34,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   passthrough: { value: false, help: 'a real dummy_hcd gadget in the guest, passed through libusb into our UHCI model' },
   bytes: { value: true, help: 'with --passthrough: bytes per bulk direction (default 1048576)' },
   rounds: { value: true, help: 'with --passthrough: gadget removals mid-transfer (default 5)' },
+  xen: { value: false, help: 'real Xen 4.17 under QEMU TCG: an HVM domU served by uhci-dm xen in dom0 (tablet + keyboard), after a reference domU with QEMU-xen\'s UHCI (minutes; needs the Xen packages, see docs/xen.md)' },
+  'no-reference': { value: false, help: 'with --xen: skip the reference domU' },
   help: { value: false, help: 'this text' },
 };
 
@@ -97,6 +100,20 @@ export async function labCommand(argv: string[]): Promise<number> {
     if (p.options.has('pcap') && p.options.has(mode)) throw new UsageError(`--pcap cannot be used with --${mode} (use --record FILE, then uhci-dm inspect FILE --pcap OUT)`);
   }
   const json = p.options.has('json');
+  if (p.options.has('xen')) {
+    for (const o of ['reference', 'record', 'pcap', 'replug', 'bios', 'usbtest', 'passthrough', 'module', 'script', 'port1', 'port2']) {
+      if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --xen`);
+    }
+    const r = await runXenLab({
+      reference: !p.options.has('no-reference'),
+      timeout: intOption(p, 'timeout', 540, 60, 7200),
+      progress: (m) => process.stderr.write(`lab: ${m}\n`),
+    });
+    if (json) process.stdout.write(JSON.stringify({ ...r, serial: undefined }, null, 2) + '\n');
+    else process.stdout.write(formatXenLabResult(r) + '\n');
+    return r.dm.done && r.uhciDmExit === 0 ? 0 : 1;
+  }
+  if (p.options.has('no-reference')) throw new UsageError('--no-reference only applies to --xen');
   if (p.options.has('usbtest')) {
     const plan = p.options.has('iterations') ? { ...CI_USBTEST_PLAN, iterations: intOption(p, 'iterations', 100, 1, 100000), caseParams: undefined } : CI_USBTEST_PLAN;
     const r = await runUsbtestLab({ ...plan, timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000, onProgress: (m) => process.stderr.write(`lab: ${m}\n`) });

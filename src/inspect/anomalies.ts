@@ -64,7 +64,12 @@ export interface Anomaly {
 export interface AnomalyOptions {
   /**
    * INTx high this many frames after the guest read USBSTS (so its driver
-   * ran and saw the cause) without writing USBSTS back: not acknowledged.
+   * ran and saw the cause) without writing USBSTS back, while the guest did
+   * touch the controller again in between (its driver moved on): not
+   * acknowledged. A guest that reads USBSTS and then does nothing at all is
+   * only slow (a vCPU descheduled or emulated: the real-Xen-under-TCG trace
+   * has 100+ frames between Linux's read and its write-back); it is caught
+   * by irqSilentFrames if it never comes back.
    */
   irqFrames: number;
   /**
@@ -126,6 +131,8 @@ export class AnomalyDetector {
   private irqReported = false;
   /** Frame of the first USBSTS read while INTx was high and not acknowledged since (null: none). */
   private irqSeenAt: number | null = null;
+  /** Controller register accesses since irqSeenAt (the driver ran again without acknowledging). */
+  private accessesSinceSeen = 0;
   private readonly iocRing: Uint8Array;
   private iocCount = 0;
   private inStorm = false;
@@ -349,7 +356,7 @@ export class AnomalyDetector {
 
     if (f.irq === 1) this.irqEdge(1, f.serial);
     if (this.irqLevel && this.irqSince !== null && !this.irqReported) {
-      const seen = this.irqSeenAt !== null && f.serial - this.irqSeenAt > this.opts.irqFrames;
+      const seen = this.irqSeenAt !== null && this.accessesSinceSeen > 0 && f.serial - this.irqSeenAt > this.opts.irqFrames;
       const silent = f.serial - this.irqSince > this.opts.irqSilentFrames;
       if (seen || silent) {
         this.irqReported = true;
@@ -389,6 +396,7 @@ export class AnomalyDetector {
         this.irqEdge(e.level, e.frame);
         return;
       case 'io':
+        if (this.irqSeenAt !== null) this.accessesSinceSeen++;
         if (e.write) {
           // A write that covers USBSTS (offset 2) acknowledges.
           if (e.offset <= 2 && e.offset + e.size > 2) {
@@ -399,7 +407,10 @@ export class AnomalyDetector {
           if (e.offset === 4 || (e.offset <= 4 && e.offset + e.size > 4)) this.lastIntr = e.offset === 4 ? e.value & 0xffff : (e.value >>> ((4 - e.offset) * 8)) & 0xffff;
         } else if (e.offset <= 2 && e.offset + e.size > 2) {
           this.lastStatus = e.offset === 2 ? e.value & 0xffff : (e.value >>> 16) & 0xffff;
-          if (this.irqLevel && this.irqSeenAt === null) this.irqSeenAt = e.frame;
+          if (this.irqLevel && this.irqSeenAt === null) {
+            this.irqSeenAt = e.frame;
+            this.accessesSinceSeen = 0;
+          }
         }
         return;
       case 'device-reset':

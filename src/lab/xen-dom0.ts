@@ -11,13 +11,14 @@
  * - `serial = "file:..."` makes libxl time out; `serial = "pty"` works and
  *   QEMU-xen publishes the pty at /local/domain/N/serial/0/tty.
  *
- * - node (the host's v20, over 9p) segfaults in dom0 after a minute or so
- *   (gdb: inside V8's Sparkplug code generation; `--jitless` did not help)
- *   when the outer QEMU offers AVX/AVX2 (`-cpu max` on QEMU 7.2 TCG), so the
- *   lab runs `-cpu max,avx=off,avx2=off` (see xen-lab.ts).
+ * - processes in dom0 (node, xl) segfaulted after a minute or two while an
+ *   HVM domU ran: QEMU TCG's XSAVE/XRSTOR ignore CR0.TS, which breaks Xen's
+ *   lazy FPU switching; Xen runs with `spec-ctrl=eager-fpu` (xen-lab.ts).
  *
  * Lines the scripts print for the host start with `@@XEN:`.
  */
+
+import { DOMU_E9_CMDLINE } from './xen-domu.js';
 
 /** 9p mount tags of the outer QEMU. */
 export const XEN_HOSTROOT_TAG = 'hostroot';
@@ -56,7 +57,12 @@ if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose ${
   echo "@@XEN:hostroot-failed"; sleep 2; poweroff -f
 fi
 mount --bind /proc $R/proc && mount --bind /sys $R/sys && mount --bind /dev $R/dev
+# The repository may live under /tmp (CI clones anywhere): lab.keep=PATH on
+# the dom0 command line keeps it visible through the tmpfs mounts below.
+keep=$(sed -n 's/.*lab\\.keep=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$keep" ] && mkdir -p /keep && mount --bind $R$keep /keep
 for d in run tmp var/lib/xen var/log; do mount -t tmpfs tmpfs $R/$d; done
+[ -n "$keep" ] && [ ! -d $R$keep ] && mkdir -p $R$keep && mount --bind /keep $R$keep
 mkdir -p $R${DOM0_LABDIR}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ${XEN_LABDIR_TAG} $R${DOM0_LABDIR} || echo "@@XEN:labdir-failed"
 echo "@@XEN:chroot $(cut -d' ' -f1 /proc/uptime)"
@@ -72,7 +78,7 @@ export interface DomUConfig {
   name: string;
   kernel: string;
   ramdisk: string;
-  /** Kernel command line (console=ttyS0 console=hvc0 are added: /dev/console is the PV console, which xenconsoled logs). */
+  /** Kernel command line, after `quiet` and the port-0xE9 report options (DOMU_E9_CMDLINE, xen-domu.ts). */
   extra: string;
   memoryMiB?: number;
   /** QEMU-xen's own UHCI with these devices (reference run); omit for none. */
@@ -88,10 +94,20 @@ export function domUConfig(c: DomUConfig): string {
     'vcpus = 1',
     `kernel = "${c.kernel}"`,
     `ramdisk = "${c.ramdisk}"`,
-    `extra = "console=ttyS0 console=hvc0 ${c.extra}"`,
+    // No kernel console output: each character to the emulated UART (or VGA)
+    // is an ioreq to QEMU-xen in dom0, minutes of boot under nested TCG
+    // (xenctx showed the vCPU blocked at one kernel RIP). The report goes to
+    // port 0xE9, which Xen itself handles. pci=noearly: the early-quirks
+    // scan of all 256 buses (two config-space ioreqs to QEMU-xen per slot)
+    // took over 5 minutes (xenctx: vCPU at `in eax, dx` on 0xcfc, bus 0x9f).
+    `extra = "quiet loglevel=1 pci=noearly ${DOMU_E9_CMDLINE} ${c.extra}"`,
     'serial = "pty"',
     'vnc = 0',
     'sdl = 0',
+    // No emulated VGA: with one, the domU spent minutes in the VGA BIOS
+    // (xenctx: cs:eip c000:xxxx, rep movsb into a000) before Linux started,
+    // every write to legacy VGA memory being an ioreq to QEMU-xen in dom0.
+    'vga = "none"',
     'tsc_mode = "native"',
     'cpuid = "host,rdtscp=0"',
     'on_poweroff = "destroy"',
@@ -111,8 +127,17 @@ export interface Dom0ScenarioOptions {
   uhciDmArgs: readonly string[];
   /** Path of bin/uhci-dm.js as dom0 sees it (the host root). */
   uhciDmBin: string;
-  /** Path of scripts/xen-lab/control.mjs as dom0 sees it (status polling over --control). */
+  /** Path of scripts/xen-lab/control.mjs as dom0 sees it (control-socket client). */
   controlClient: string;
+  /** Control-socket commands (JSON lines) sent once the domU's init reports @@LAB:ready (input injection). */
+  inputCommands: readonly string[];
+  /**
+   * After the input: save the function (control socket `save`), `xl save`
+   * the domU, `xl restore -p` it, start a second uhci-dm with these
+   * arguments for the new domid, `restore` the function, unpause and inject
+   * the input again (experimental; logs in uhci-dm-restored.log).
+   */
+  saveRestoreArgs?: readonly string[];
   /** Run uhci-dm under gdb (batch: backtrace on a crash into uhci-dm.stdout). */
   gdb?: boolean;
   /** Run uhci-dm under strace (system calls into uhci-dm.strace). */
@@ -123,15 +148,9 @@ export interface Dom0ScenarioOptions {
   dmExitTimeout: number;
 }
 
-/**
- * The scenario (run chrooted in the host root inside dom0): start the Xen
- * daemons, run the reference domU, then the domU served by uhci-dm.
- * Guest serial output goes to DOM0_LABDIR/<name>.console, uhci-dm's stderr
- * to DOM0_LABDIR/uhci-dm.log.
- */
-export function dom0Scenario(o: Dom0ScenarioOptions): string {
+/** Start of every dom0 script: PATH, helpers (up, say), the Xen modules and daemons; prints @@XEN:dom0-ready. */
+export function dom0Prelude(): string {
   const L = DOM0_LABDIR;
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return `export PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
 export HOME=/tmp
 L=${L}
@@ -148,69 +167,163 @@ mount -t devpts devpts /dev/pts
 /usr/lib/xen-4.17/bin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=$L || say xenconsoled-failed
 xl info > $L/xl-info.txt 2>&1
 say dom0-ready
+`;
+}
 
-# Capture domain $1's serial console into $L/$2.console: \`xl console\` under a
-# pty (script), its stdin a fifo that stays open (fd 7) until stopcap.
-capture() {
-  t=0; tty=""
-  while [ -z "$tty" ] && [ $t -lt 100 ]; do
-    tty=$(xenstore-read /local/domain/$1/serial/0/tty 2>/dev/null); [ -n "$tty" ] || { sleep 0.1; t=$((t+1)); }
+export interface Dom0StressOptions {
+  /** Path of scripts/xen-lab/stress.mjs as dom0 sees it. */
+  stressJs: string;
+  /** Seconds of stress without a domU, then with an HVM domU running (0: skip that phase). */
+  soloSeconds: number;
+  withDomUSeconds: number;
+  /** Parallel node stress processes. */
+  processes: number;
+}
+
+/**
+ * Crash reproducer (dom0): node allocation/GC/JIT stress (stress.mjs, which
+ * also checks FP results and a memory pattern) in N processes, plus an
+ * `xl list` loop (a C program), first alone, then while an HVM domU
+ * (ref.cfg, kept busy) runs. Prints @@XEN:stress-* lines and the segfault
+ * lines of dom0's kernel log.
+ */
+export function dom0StressScript(o: Dom0StressOptions): string {
+  const L = DOM0_LABDIR;
+  return `${dom0Prelude()}
+L=${L}
+phase() {
+  say stress-phase $1
+  pids=""
+  for i in $(seq 1 ${o.processes}); do node ${"'"}${o.stressJs}${"'"} $1-$i $2 & pids="$pids $!"; done
+  xlseg=0; xln=0; end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
+  while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
+    xl list > /dev/null 2>&1; rc=$?; xln=$((xln+1)); [ $rc -ge 128 ] && { xlseg=$((xlseg+1)); say stress-xl-signal $rc; }
+    sleep 2
   done
-  xenstore-ls -f /local/domain/$1 > $L/$2.xenstore.txt 2>&1
-  rm -f /tmp/$2.in; mkfifo /tmp/$2.in
-  script -q -f -c "xl console $1" $L/$2.console < /tmp/$2.in > /dev/null 2>&1 &
-  CAP=$!
-  exec 7> /tmp/$2.in
-  say capture $2 $tty
+  for p in $pids; do wait $p; say stress-exit $1 $?; done
+  say stress-xl $1 runs=$xln signals=$xlseg
 }
-stopcap() {
-  sleep 0.5; kill $CAP 2>/dev/null; exec 7>&-
+${o.soloSeconds > 0 ? `phase solo ${o.soloSeconds}` : ''}
+${
+  o.withDomUSeconds > 0
+    ? `sed 's/lab\\.wait=[0-9]*/lab.wait=900/; s/lab\\.devices=[0-9]*/lab.devices=9/' $L/ref.cfg > /tmp/busy.cfg
+xl create /tmp/busy.cfg > $L/ref.xl.log 2>&1 && say stress-domU $(xl domid ref) || say stress-domU-failed
+phase domU ${o.withDomUSeconds}
+xl list >> $L/xl-list-end.txt 2>&1
+xl destroy ref 2>/dev/null`
+    : ''
 }
-# Wait up to $2 s (dom0 uptime; each xl call takes a while under TCG) for domain $1 to be gone.
+dmesg | grep -iE 'segfault|trap|general protection' | head -20 | while IFS= read -r l; do echo "@@XEN:stress-klog $l"; done
+xl dmesg > $L/xl-dmesg.txt 2>&1
+dmesg > $L/dom0-dmesg.txt 2>&1
+say scenario-done
+`;
+}
+
+/**
+ * The scenario (run chrooted in the host root inside dom0): start the Xen
+ * daemons, run the reference domU, then the domU served by uhci-dm. The
+ * domUs report through port 0xE9 (see xen-domu.ts), which dom0 can read
+ * back with `xl dmesg` (Xen's console ring) to know when to inject input.
+ * uhci-dm's stderr goes to DOM0_LABDIR/uhci-dm.log.
+ */
+export function dom0Scenario(o: Dom0ScenarioOptions): string {
+  const L = DOM0_LABDIR;
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return `${dom0Prelude()}
+# Wait up to $2 s (dom0 uptime) for domain $1 to be gone; $3: a status command run every minute.
 waitgone() {
   end=$(( $(cut -d. -f1 /proc/uptime) + $2 )); next=0
   while xl domid $1 >/dev/null 2>&1; do
     now=$(cut -d. -f1 /proc/uptime)
     [ $now -ge $end ] && return 1
     [ $now -ge $next ] && {
-      echo "@@XEN:waiting $1 $(up) console-bytes $(wc -c < $L/$1.console 2>/dev/null) pv-console-bytes $(wc -c < $L/guest-$1.log 2>/dev/null)"; next=$((now+15))
-      [ -n "$3" ] && echo "@@XEN:status $1 $($3 2>&1 | tr '\\n' ' ')"
+      echo "@@XEN:waiting $1 $(up) $(xl list $1 2>/dev/null | tail -1 | tr -s ' ' | cut -d' ' -f3-6)"; next=$((now+15))
+      # The status command is a node process (seconds of dom0 CPU): every 4th time.
+      wgn=$((\${wgn:-0}+1)); [ -n "$3" ] && [ $((wgn % 4)) = 1 ] && echo "@@XEN:status $1 $($3 2>&1 | tr '\\n' ' ')"
+      # A live run can be poked: the host drops debug.sh into the lab dir
+      # (e.g. \`xenctx $(xl domid ref) 0\` shows where a domU's vCPU is).
+      [ -f $L/debug.sh ] && { mv $L/debug.sh $L/debug.run; sh $L/debug.run > $L/debug.out 2>&1; say debug-done; }
     }
     sleep 1
   done
   return 0
 }
+# Wait up to $2 s for domain id $1 to report @@LAB:ready on port 0xE9 (Xen's console ring).
+waitready() {
+  end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
+  while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
+    xl dmesg 2>/dev/null | grep -F "(d$1) " | grep -q '=@@LAB:ready' && return 0
+    xl domid $3 >/dev/null 2>&1 || return 1
+    sleep 2
+  done
+  return 1
+}
 
 ${
   o.reference
-    ? `say ref-create
+    ? `# One HVM domU at a time: with both running at once, one triple-faulted in
+# SeaBIOS's linuxboot ROM under nested TCG; creating the second (paused) and
+# starting uhci-dm while the first ran made the first boot twice as slow.
+say ref-create
 if xl create $L/ref.cfg > $L/ref.xl.log 2>&1; then
-  d=$(xl domid ref); say ref-created $d
-  capture $d ref
+  say ref-created $(xl domid ref)
   if waitgone ref ${o.domUTimeout}; then say ref-gone; else say ref-timeout; xl destroy ref; fi
-  stopcap
 else
   say ref-create-failed
 fi
 `
     : ''
-}
-say dm-create
+}say dm-create
 if xl create -p $L/dm.cfg > $L/dm.xl.log 2>&1; then
   d=$(xl domid dm); say dm-created $d
-  capture $d dm
   ${o.gdb ? `gdb -q -batch -ex 'set pagination off' -ex 'handle SIGPIPE nostop noprint' -ex run -ex bt -ex 'info registers' -ex 'x/8i $pc' --args ` : o.strace ? `strace -f -tt -o $L/uhci-dm.strace -e trace=ioctl,mmap,munmap,mprotect,read,write,poll,openat,close -e signal=all ` : ''}node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.uhciDmArgs.map(q).join(' ')} 2> $L/uhci-dm.log > $L/uhci-dm.stdout &
   DM=$!
   t=0
-  while ! grep -q '"serving"\\|serving' $L/uhci-dm.log 2>/dev/null; do
+  while ! [ -S /run/uhci-dm.sock ]; do
     kill -0 $DM 2>/dev/null || break
-    [ $t -ge 600 ] && break
+    [ $t -ge 1200 ] && break
     sleep 0.1; t=$((t+1))
   done
   say dm-serving
-  xl pci-list dm > $L/dm-pci-list.txt 2>&1
   xl unpause dm; say dm-unpaused
-  st() { node ${q(o.controlClient)} /run/uhci-dm.sock '{"execute":"query-status"}'; }
+  ctl() { node ${q(o.controlClient)} /run/uhci-dm.sock "$@"; }
+  st() { ctl '{"execute":"query-status"}'; }
+  if waitready $d ${o.domUTimeout + 180} dm; then
+    say dm-ready
+    ctl ${o.inputCommands.map(q).join(' ')} > $L/input-replies.txt 2>&1
+    say dm-input-sent $(grep -c '"return"' $L/input-replies.txt)
+    ctl '{"execute":"query-usb"}' > $L/query-usb.txt 2>&1
+${o.saveRestoreArgs ? `    # The function is saved after the guest suspended itself (xl save asks it
+    # to; Linux stops uhci_hcd and clears bus mastering then): xl save -p keeps
+    # the domain, paused, until uhci-dm has saved. (Saved before xl save, the
+    # restored controller ran while the resumed guest had bus mastering off.)
+    if xl save -p dm /run/dm.save > $L/xl-save.log 2>&1; then say dm-saved; else say dm-save-failed; fi
+    ctl '{"execute":"save","arguments":{"file":"/run/dm-usb.json"}}' > $L/sr-save.txt 2>&1
+    say dm-usb-saved $(grep -c '"return"' $L/sr-save.txt)
+    xl destroy dm
+    wait $DM; say uhci-dm-exit-save $?
+    if xl restore -p /run/dm.save > $L/xl-restore.log 2>&1; then
+      d=$(xl domid dm); say dm-restored $d
+      node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.saveRestoreArgs.map(q).join(' ')} 2> $L/uhci-dm-restored.log > $L/uhci-dm-restored.stdout &
+      DM=$!
+      t=0
+      while ! [ -S /run/uhci-dm.sock ]; do
+        kill -0 $DM 2>/dev/null || break
+        [ $t -ge 1200 ] && break
+        sleep 0.1; t=$((t+1))
+      done
+      ctl '{"execute":"restore","arguments":{"file":"/run/dm-usb.json"}}' > $L/sr-restore.txt 2>&1
+      say dm-usb-restored $(grep -c '"return"' $L/sr-restore.txt)
+      xl unpause dm; say dm-unpaused-restored
+      ctl ${o.inputCommands.map(q).join(' ')} > $L/input-replies-restored.txt 2>&1
+      say dm-input-sent-restored $(grep -c '"return"' $L/input-replies-restored.txt)
+    else
+      say dm-restore-failed
+    fi
+` : ''}  else
+    say dm-not-ready
+  fi
   if waitgone dm ${o.domUTimeout} st; then say dm-gone; else say dm-timeout; xl destroy dm; say dm-destroyed; fi
   t=0
   while kill -0 $DM 2>/dev/null; do
@@ -218,7 +331,6 @@ if xl create -p $L/dm.cfg > $L/dm.xl.log 2>&1; then
     sleep 0.1; t=$((t+1))
   done
   wait $DM; say uhci-dm-exit $?
-  stopcap
 else
   say dm-create-failed
 fi

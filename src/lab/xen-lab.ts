@@ -7,12 +7,17 @@
  * --domid N`). Optionally a reference domU first, with QEMU-xen's own
  * UHCI (`usb = 1`, `usbdevice = ["tablet"]`), to compare what Linux sees.
  *
- * Measured here (2-core machine, TCG): dom0 ready 1–2 min after start;
- * `xl create` of the HVM domU ~5 s; the reference domU's Linux enumerates
- * QEMU-xen's tablet at ~18 s of guest uptime.
+ * Measured here (2-core machine shared with other QEMU jobs, load 4-8):
+ * dom0 ready 30-100 s after start; `xl create` 5-50 s; SeaBIOS's linuxboot
+ * ROM loads kernel + initramfs over fw_cfg in ~2 min per domU; Linux then
+ * reports its USB devices at 5-10 s of guest uptime (60 s when dom0 was
+ * busy); uhci-dm starts in ~40 s (node over 9p); whole run 330-560 s.
+ * The domUs report over port 0xE9 (xen-domu.ts); each phase's time since
+ * start is in XenLabResult.phases.
  *
  * Apt packages: xen-hypervisor-4.17-amd64 xen-utils-4.17 qemu-system-xen
- * grub-pc-bin grub-common xorriso mtools linux-image-amd64 busybox-static.
+ * qemu-system-x86 grub-pc-bin grub-common xorriso mtools linux-image-amd64
+ * busybox-static cpio.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,6 +28,8 @@ import { buildCpio, type CpioEntry } from './cpio.js';
 import { findKernel, prepareGuestImage, repoRoot, resolveModules } from './guest-image.js';
 import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_TAG, dom0Scenario, domUConfig } from './xen-dom0.js';
+import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
+import { defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
 
 /** Something the Xen lab needs is missing on this host (user-facing). */
 export class XenLabError extends Error {
@@ -40,8 +47,10 @@ export interface XenLabOptions {
   devices?: readonly string[];
   /** Whole-run timeout in seconds (default 540). */
   timeout?: number;
-  /** Seconds each domU may run before it is destroyed (default 150). */
+  /** Seconds each domU may run before it is destroyed (default 300). */
   domUTimeout?: number;
+  /** After the input, xl save / xl restore the domU with uhci-dm following (experimental). */
+  saveRestore?: boolean;
   /** Run uhci-dm under gdb in dom0 (debugging crashes; output in uhci-dm.stdout). */
   gdb?: boolean;
   /** Run uhci-dm under strace in dom0 (output in uhci-dm.strace). */
@@ -53,6 +62,16 @@ export interface XenLabOptions {
   cacheDir?: string;
   xenImage?: string;
   qemu?: string;
+  /** Extra Xen command-line options (appended to XEN_CMDLINE). */
+  xenArgs?: string;
+  /** Outer QEMU `-cpu` model (default OUTER_CPU). */
+  cpu?: string;
+  /** Outer QEMU vCPUs (default 2). */
+  smp?: number;
+  /** Outer QEMU `-accel` value (default `tcg`). */
+  accel?: string;
+  /** Replace the scenario: this script runs chrooted in dom0 instead (e.g. dom0StressScript). */
+  dom0Script?: string;
 }
 
 export interface XenLabResult {
@@ -60,6 +79,8 @@ export interface XenLabResult {
   phases: Record<string, number>;
   reference: GuestReport | null;
   dm: GuestReport;
+  /** Report lines of each domU that never arrived over port 0xE9 (line numbers). */
+  lost: { ref: number[]; dm: number[] };
   /** Exit code of uhci-dm (null: never reported). */
   uhciDmExit: number | null;
   /** uhci-dm's JSON log records. */
@@ -70,7 +91,28 @@ export interface XenLabResult {
   elapsed: number;
 }
 
-const XEN_CMDLINE = 'console=com1 com1=115200 dom0_mem=1024M smap=0 smep=0 noreboot loglvl=all guest_loglvl=all';
+/**
+ * Xen's command line. `smap=0 smep=0`: a PV dom0 faults at its first
+ * instruction under TCG otherwise. `spec-ctrl=eager-fpu`: QEMU's TCG
+ * XSAVE/XRSTOR ignore CR0.TS (no #NM; FXSAVE does check it), so Xen's lazy
+ * FPU switching (its default on AMD, which `-cpu max` is) hands a vCPU
+ * another vCPU's vector registers. Measured with the stress reproducer
+ * (scripts/xen-lab/stress-run.mjs, 2 node processes in dom0 while an HVM
+ * domU runs): without it both processes segfaulted within 150 s (as did
+ * `xl`); with it both ran 175 s clean, with no FP or memory mismatch.
+ * Without a domU dom0 ran clean either way (no vCPU switches on a pCPU).
+ * `guest_loglvl=all`: the domUs' port-0xE9 output (their report) is printed;
+ * `conring_size=256k`: dom0 finds a domU's @@LAB:ready in `xl dmesg`.
+ */
+const XEN_CMDLINE = 'console=com1 com1=115200 dom0_mem=1024M smap=0 smep=0 spec-ctrl=eager-fpu noreboot loglvl=all guest_loglvl=all conring_size=256k';
+
+/**
+ * The outer QEMU's CPU model: TCG's `max` offers SVM with NPT (Xen:
+ * `virt_caps: pv hvm hap`). AVX is off from an earlier attempt at the dom0
+ * crashes (it did not fix them; eager FPU did, see XEN_CMDLINE); the
+ * measured runs use this model.
+ */
+export const OUTER_CPU = 'max,avx=off,avx2=off';
 
 function stamp(path: string): string {
   const s = statSync(path);
@@ -119,7 +161,7 @@ export function prepareDom0Initrd(cacheDir: string, kernelVersion: string): stri
 }
 
 /** The GRUB rescue ISO booting Xen with the dom0 kernel and initramfs. Cached. */
-export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string, dom0Initrd: string): string {
+export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string, dom0Initrd: string, xenArgs = '', keep = repoRoot()): string {
   need('/usr/bin/grub-mkrescue', 'grub-common grub-pc-bin');
   need('/usr/lib/grub/i386-pc', 'grub-pc-bin');
   need('/usr/bin/xorriso', 'xorriso');
@@ -130,8 +172,8 @@ export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string
     'terminal_input serial',
     'terminal_output serial',
     'menuentry "Xen lab" {',
-    `  multiboot2 /boot/xen.gz ${XEN_CMDLINE}`,
-    '  module2 /boot/vmlinuz console=hvc0 earlyprintk=xen',
+    `  multiboot2 /boot/xen.gz ${XEN_CMDLINE}${xenArgs ? ` ${xenArgs}` : ''}`,
+    `  module2 /boot/vmlinuz console=hvc0 earlyprintk=xen lab.keep=${keep}`,
     '  module2 /boot/dom0-initrd',
     '}',
     '',
@@ -163,16 +205,22 @@ export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string
   return iso;
 }
 
-/** The guest's report from its PV console log (xenconsoled) or, failing that, the serial capture. */
-function parseConsole(workDir: string, name: string): GuestReport | null {
-  for (const f of [`guest-${name}.log`, `${name}.console`]) {
-    const path = join(workDir, f);
-    if (!existsSync(path)) continue;
-    const p = new GuestReportParser();
-    for (const l of readFileSync(path, 'utf8').split('\n')) p.line(l);
-    if (p.report.booted) return p.report;
-  }
-  return null;
+/** One control-socket `input-send-event` command per action of the lab's input plan (input-plan.ts). */
+export function inputCommands(devices: readonly string[]): string[] {
+  const kinds = devices.filter((d): d is LabDeviceKind => d === 'tablet' || d === 'mouse' || d === 'keyboard');
+  const events = (a: InputAction): unknown[] => {
+    switch (a.kind) {
+      case 'abs':
+        return [{ type: 'abs', data: { axis: 'x', value: a.x } }, { type: 'abs', data: { axis: 'y', value: a.y } }];
+      case 'rel':
+        return [{ type: 'rel', data: { axis: 'x', value: a.dx } }, { type: 'rel', data: { axis: 'y', value: a.dy } }];
+      case 'button':
+        return [{ type: 'btn', data: { down: a.left, button: 'left' } }];
+      case 'key':
+        return [{ type: 'key', data: { down: a.down, key: { type: 'qcode', data: a.key } } }];
+    }
+  };
+  return kinds.flatMap((k) => defaultPlan(k).map((a) => JSON.stringify({ execute: 'input-send-event', arguments: { device: k, events: events(a) } })));
 }
 
 /** Boot Xen under QEMU TCG and run the scenario (see xen-dom0.ts). */
@@ -192,23 +240,29 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
 
   const { kernel, version } = findKernel();
   const dom0Initrd = prepareDom0Initrd(cacheDir, version);
-  const iso = prepareXenIso(cacheDir, xenImage, kernel, dom0Initrd);
+  const iso = prepareXenIso(cacheDir, xenImage, kernel, dom0Initrd, opts.xenArgs);
   const domU = prepareGuestImage({ cacheDir, kernel });
-  progress(`[${since()}s] images ready (iso ${basename(iso)}, domU initrd ${basename(domU.initrd)})`);
+  const domUInitrd = prepareXenDomUInitrd(cacheDir, domU.initrd);
+  progress(`[${since()}s] images ready (iso ${basename(iso)}, domU initrd ${basename(domUInitrd)})`);
 
   const workDir = opts.workDir ?? mkdtempSync(join(cacheDir, 'run-'));
   mkdirSync(workDir, { recursive: true });
   const devices = opts.devices ?? ['tablet', 'keyboard'];
   const reference = opts.reference ?? true;
-  const domUTimeout = opts.domUTimeout ?? 240;
-  const extra = (n: number) => `lab.devices=${n} lab.inputs=${n} lab.wait=90 lab.evwait=1`;
-  writeFileSync(join(workDir, 'ref.cfg'), domUConfig({ name: 'ref', kernel, ramdisk: domU.initrd, extra: extra(1), qemuUsbDevices: ['tablet'] }));
-  writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domU.initrd, extra: extra(devices.length) }));
+  const domUTimeout = opts.domUTimeout ?? 300;
+  // The reference domU gets no input (evwait 1); the uhci-dm one reads input
+  // events for 25 s after its @@LAB:ready, which dom0 sees by polling
+  // `xl dmesg` (measured: input sent 2-3 s after ready).
+  const extra = (n: number, evwait: number) => `lab.devices=${n} lab.inputs=${n} lab.wait=120 lab.evwait=${evwait}`;
+  writeFileSync(join(workDir, 'ref.cfg'), domUConfig({ name: 'ref', kernel, ramdisk: domUInitrd, extra: extra(1, 1), qemuUsbDevices: ['tablet'] }));
+  writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, opts.saveRestore ? 150 : 25) }));
   const dmArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen.uhcitrace.gz`, '--log-json', '--verbose'];
-  writeFileSync(join(workDir, 'dom0.sh'), dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), domUTimeout, dmExitTimeout: 30 }));
+  // After restore: the same devices (the snapshot re-creates them anyway), its own trace.
+  const restoredArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
+  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestoreArgs: opts.saveRestore ? restoredArgs : undefined, domUTimeout, dmExitTimeout: 30 }));
 
   const args = [
-    '-accel', 'tcg', '-cpu', 'max,avx=off,avx2=off', '-smp', '2', '-m', '3072', '-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot',
+    '-accel', opts.accel ?? 'tcg', '-cpu', opts.cpu ?? OUTER_CPU, '-smp', String(opts.smp ?? 2), '-m', '3072', '-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot',
     '-cdrom', iso,
     '-virtfs', `local,path=/,mount_tag=${XEN_HOSTROOT_TAG},security_model=none,readonly=on,multidevs=remap`,
     '-virtfs', `local,path=${workDir},mount_tag=${XEN_LABDIR_TAG},security_model=none`,
@@ -220,7 +274,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let buf = '';
     let done = false;
-    const live = openSync(join(workDir, 'serial.log'), 'w');
+    const serialLog = openSync(join(workDir, 'serial.log'), 'w');
     const finish = () => {
       if (done) return;
       done = true;
@@ -232,7 +286,14 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
       phases['timeout'] = since();
       finish();
     }, timeout);
+    const live = new XenGuestChannel();
     const onLine = (line: string) => {
+      const g = live.line(line);
+      if (g && /^@@LAB:(boot|settled|ready|done|insmod-failed)/.test(g[1])) {
+        const kw = `d${g[0]}-${g[1].slice(6).split(' ')[0]}`;
+        if (!(kw in phases)) phases[kw] = since();
+        progress(`[${since()}s] (d${g[0]}) ${g[1]}`);
+      }
       if (/^\(XEN\) Xen version|^\(XEN\) HVM: Hardware|virt_caps|Freed \d+kB init memory/.test(line)) progress(`[${since()}s] ${line.trim()}`);
       const m = /@@XEN:(\S+)(.*)$/.exec(line);
       if (!m) return;
@@ -244,7 +305,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     child.stdout.on('data', (d: Buffer) => {
       const s = d.toString('latin1');
       serial += s;
-      writeSync(live, d);
+      writeSync(serialLog, d);
       buf += s;
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
@@ -261,7 +322,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     child.on('exit', () => {
       done = true;
       clearTimeout(timer);
-      closeSync(live);
+      closeSync(serialLog);
       if (stderr.trim()) writeFileSync(join(workDir, 'qemu-stderr.log'), stderr);
       resolve();
     });
@@ -280,15 +341,51 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     }
   }
   const exitMatch = /@@XEN:uhci-dm-exit (\d+)/.exec(serial);
-  const dm = parseConsole(workDir, 'dm') ?? new GuestReportParser().report;
+  const channel = new XenGuestChannel();
+  for (const l of serial.split('\n')) channel.line(l);
+  const domid = (name: string) => {
+    const m = new RegExp(`@@XEN:${name}-created (\\d+)`).exec(serial);
+    return m ? Number(m[1]) : null;
+  };
+  const refId = domid('ref');
+  const dmId = domid('dm');
   return {
     phases,
-    reference: reference ? parseConsole(workDir, 'ref') : null,
-    dm,
+    reference: reference && refId !== null ? channel.report(refId) : null,
+    dm: dmId !== null ? channel.report(dmId) : new GuestReportParser().report,
+    lost: { ref: refId !== null ? channel.lost(refId) : [], dm: dmId !== null ? channel.lost(dmId) : [] },
     uhciDmExit: exitMatch ? Number(exitMatch[1]) : null,
     uhciDmLog,
     serial,
     workDir,
     elapsed: since(),
   };
+}
+
+/** A Xen lab run for people: each domU's USB view, uhci-dm's exit and log, the phase timings. */
+export function formatXenLabResult(r: XenLabResult): string {
+  const out: string[] = [];
+  const hex4 = (n: number) => n.toString(16).padStart(4, '0');
+  const show = (name: string, rep: GuestReport | null, lost: number[]) => {
+    if (!rep) {
+      out.push(`${name}: no report`);
+      return;
+    }
+    out.push(`${name}: booted=${rep.booted} settled=${JSON.stringify(rep.settled)} done=${rep.done} lost-lines=${JSON.stringify(lost)}`);
+    for (const d of rep.devices) {
+      out.push(`  ${d.path} ${hex4(d.vendorId)}:${hex4(d.productId)} ${d.manufacturer ?? ''} / ${d.product ?? ''} speed ${d.speed} drivers ${d.interfaces.map((i) => i.driver).join(',')}`);
+    }
+    for (const i of rep.inputs) {
+      const evs = i.events.filter((e) => e.type !== 0 && e.type !== 4).map((e) => `${e.type}/${e.code}/${e.value}`);
+      out.push(`  ${i.event} ${i.name} ${i.phys}: ${evs.join(' ')}`);
+    }
+    for (const k of rep.kernelLog.filter((l) => /uhci|usb 1-/i.test(l)).slice(0, 12)) out.push(`  klog: ${k}`);
+  };
+  show('reference (QEMU-xen UHCI)', r.reference, r.lost.ref);
+  show('uhci-dm', r.dm, r.lost.dm);
+  const log = r.uhciDmLog.filter((l) => l.level !== 'debug').map((l) => String(l.msg));
+  out.push(`uhci-dm exit: ${r.uhciDmExit}; log: ${log.join(' | ')}`);
+  out.push(`phases (s since start): ${JSON.stringify(r.phases)}`);
+  out.push(`elapsed ${r.elapsed} s; work dir (logs): ${r.workDir}`);
+  return out.join('\n');
 }

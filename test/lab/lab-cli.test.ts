@@ -6,6 +6,10 @@ test('bad port and unknown options are usage errors', async () => {
   await expect(labCommand(['--port1', 'printer'])).rejects.toThrow(UsageError);
   await expect(labCommand(['--bogus'])).rejects.toThrow(UsageError);
   await expect(labCommand(['--script', '/nonexistent/x.sh'])).rejects.toThrow(UsageError);
+  // The Xen lab runs its own fixed scenario: the proxy lab's options are refused before anything boots.
+  await expect(labCommand(['--xen', '--record', 'x.gz'])).rejects.toThrow(/--record cannot be used with --xen/);
+  await expect(labCommand(['--xen', '--bios'])).rejects.toThrow(/--bios cannot be used with --xen/);
+  await expect(labCommand(['--no-reference'])).rejects.toThrow(/only applies to --xen/);
 });
 
 test('missing QEMU is a user-facing error naming the package', async () => {
