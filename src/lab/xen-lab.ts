@@ -340,11 +340,17 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
       }
     }
   }
-  const exitMatch = /@@XEN:uhci-dm-exit (\d+)/.exec(serial);
+  // A domU retried after an emulator fault (xen-dom0.ts emulatorfault) reports again: the last attempt counts.
+  const last = (re: RegExp): RegExpExecArray | null => {
+    let m: RegExpExecArray | null = null;
+    for (const x of serial.matchAll(new RegExp(re.source, 'g'))) m = x as RegExpExecArray;
+    return m;
+  };
+  const exitMatch = last(/@@XEN:uhci-dm-exit (\d+)/);
   const channel = new XenGuestChannel();
   for (const l of serial.split('\n')) channel.line(l);
   const domid = (name: string) => {
-    const m = new RegExp(`@@XEN:${name}-created (\\d+)`).exec(serial);
+    const m = last(new RegExp(`@@XEN:${name}-created (\\d+)`));
     return m ? Number(m[1]) : null;
   };
   const refId = domid('ref');
