@@ -20,7 +20,7 @@
  *    element (qh + 4) and IN data at the TD's buffer.
  */
 import { ShadowMemory } from '../trace/shadow-memory.js';
-import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, fromHex, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
+import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
 import { parseHeader, parseSummary, traceLineBatches, type TraceSource } from '../trace/reader.js';
 import {
   LINK_PTR_MASK,
@@ -36,6 +36,7 @@ import {
   TDC_SPD,
   TDC_STALLED,
   ctrlActualLength,
+  decodeTd,
   tokenMaxLen,
   tokenPid,
   type Td,
@@ -180,19 +181,9 @@ const CMD_RS = 1;
 function le32(b: Uint8Array, o: number): number {
   return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 }
-function tdFrom(b: Uint8Array): Td {
-  return { link: le32(b, 0), ctrl: le32(b, 4), token: le32(b, 8), buffer: le32(b, 12) };
-}
 
 type Rec = unknown[];
 
-function corrupt(msg: string): never {
-  throw new TraceFormatError(`corrupt trace: ${msg}`);
-}
-function num(x: unknown, what: string): number {
-  if (typeof x !== 'number' || !Number.isFinite(x)) corrupt(`${what} is not a number`);
-  return x;
-}
 
 interface WordRun {
   addr: number;
@@ -624,7 +615,7 @@ export class TraceDecoder {
 
   private tdFetched(addr: number, bytes: Uint8Array, changedBytes: boolean, previous: Uint8Array | null): void {
     this.finishTd();
-    const td = tdFrom(bytes);
+    const td = decodeTd(bytes);
     const fresh = !this.seen.has(addr);
     if (fresh) this.seen.add(addr);
     const changed = changedBytes && !fresh;
@@ -640,7 +631,7 @@ export class TraceDecoder {
       addr,
       td,
       changed,
-      previous: changed && previous ? tdFrom(previous) : null,
+      previous: changed && previous ? decodeTd(previous) : null,
       via,
       ctrlAfter: null,
       result: 'not-run',

@@ -61,6 +61,17 @@ export class TraceFormatError extends Error {
   }
 }
 
+/** Reject a trace whose content does not hold together (a field of the wrong type, a bad reference). */
+export function corruptTrace(msg: string): never {
+  throw new TraceFormatError(`corrupt trace: ${msg}`);
+}
+
+/** A record field that must be a finite number. */
+export function traceNumber(x: unknown, what: string): number {
+  if (typeof x !== 'number' || !Number.isFinite(x)) corruptTrace(`${what} is not a number`);
+  return x;
+}
+
 /**
  * Input event kinds (what the transport, the clock or a device does to the
  * model). They appear as lines, or as items when nested inside another event.

@@ -23,6 +23,8 @@ import {
   INPUT_KINDS,
   OUTPUT_KINDS,
   TraceFormatError,
+  corruptTrace as corrupt,
+  traceNumber as num,
   fromHex,
   hex32,
   isInputKind,
@@ -86,13 +88,6 @@ const END = Symbol('end of event');
 type Item = unknown;
 type Rec = unknown[];
 
-function corrupt(msg: string): never {
-  throw new TraceFormatError(`corrupt trace: ${msg}`);
-}
-function num(x: unknown, what: string): number {
-  if (typeof x !== 'number' || !Number.isFinite(x)) corrupt(`${what} is not a number`);
-  return x;
-}
 function str(x: unknown, what: string): string {
   if (typeof x !== 'string') corrupt(`${what} is not a string`);
   return x;
