@@ -965,22 +965,30 @@ export class HostUsbDevice implements UsbDevice {
     if (st.offset >= st.data.length && !st.zlp && st.end === 'ack') q.streams.shift();
   }
 
+  /**
+   * A transfer is already in flight on this endpoint: the packet NAKs while
+   * another packet waits for it, or else (a read-ahead, or an orphan whose
+   * packet was cancelled) takes it over and goes async. False: nothing runs.
+   */
+  private joinRunning(p: UsbPacket, q: EndpointQueue): boolean {
+    const running = q.pending[0];
+    if (!running) return false;
+    if (running.packet) {
+      p.status = 'nak';
+    } else {
+      running.packet = p;
+      p.status = 'async';
+    }
+    return true;
+  }
+
   private readAheadIn(p: UsbPacket, q: EndpointQueue): void {
     if (q.streams.length) {
       this.serveStream(p, q);
       this.prefetch(q);
       return;
     }
-    const running = q.pending[0];
-    if (running) {
-      if (running.packet) {
-        p.status = 'nak';
-        return;
-      }
-      running.packet = p; // the read-ahead in flight answers this packet
-      p.status = 'async';
-      return;
-    }
+    if (this.joinRunning(p, q)) return;
     if (this.submitReadAhead(q, p)) p.status = 'async';
   }
 
@@ -1114,17 +1122,7 @@ export class HostUsbDevice implements UsbDevice {
       p.actualLength = length;
       return;
     }
-    const running = q.pending[0];
-    if (running) {
-      if (running.packet) {
-        p.status = 'nak';
-        return;
-      }
-      // An orphaned transfer (its packet was cancelled): this packet takes it over.
-      running.packet = p;
-      p.status = 'async';
-      return;
-    }
+    if (this.joinRunning(p, q)) return;
     const pend = this.track('data', p, q);
     try {
       pend.handle = this.dev.transfer(q.address, q.type, p.data.length, this.opts.dataTimeoutMs, (r) => {
