@@ -261,6 +261,15 @@ emulatorfault() {
   xl dmesg 2>/dev/null | grep -F "(d$1) " | grep -q '=@@LAB:boot' && return 1
   xl dmesg 2>/dev/null | grep -q "d$1v0 Triple fault"
 }
+# Wait (at most 120 s) for uhci-dm (pid $DM) to open its control socket, or to exit.
+waitsock() {
+  t=0
+  while ! [ -S /run/uhci-dm.sock ]; do
+    kill -0 $DM 2>/dev/null || break
+    [ $t -ge 1200 ] && break
+    sleep 0.1; t=$((t+1))
+  done
+}
 # Wait up to $2 s for domain id $1 to report @@LAB:ready on port 0xE9 (Xen's console ring).
 waitready() {
   end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
@@ -299,13 +308,7 @@ say dm-create
 if xl create -p $L/dm.cfg > $L/dm.xl.log 2>&1; then
   d=$(xl domid dm); say dm-created $d
   ${o.gdb ? `gdb -q -batch -ex 'set pagination off' -ex 'handle SIGPIPE nostop noprint' -ex run -ex bt -ex 'info registers' -ex 'x/8i $pc' --args ` : o.strace ? `strace -f -tt -o $L/uhci-dm.strace -e trace=ioctl,mmap,munmap,mprotect,read,write,poll,openat,close -e signal=all ` : ''}node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.uhciDmArgs.map(q).join(' ')} 2> $L/uhci-dm.log > $L/uhci-dm.stdout &
-  DM=$!
-  t=0
-  while ! [ -S /run/uhci-dm.sock ]; do
-    kill -0 $DM 2>/dev/null || break
-    [ $t -ge 1200 ] && break
-    sleep 0.1; t=$((t+1))
-  done
+  DM=$!; waitsock
   say dm-serving
   xl unpause dm; say dm-unpaused
   ctl() { node ${q(o.controlClient)} /run/uhci-dm.sock "$@"; }
@@ -327,13 +330,7 @@ ${o.saveRestoreArgs ? `    # The function is saved after the guest suspended its
     if xl restore -p /run/dm.save > $L/xl-restore.log 2>&1; then
       d=$(xl domid dm); say dm-restored $d
       node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.saveRestoreArgs.map(q).join(' ')} 2> $L/uhci-dm-restored.log > $L/uhci-dm-restored.stdout &
-      DM=$!
-      t=0
-      while ! [ -S /run/uhci-dm.sock ]; do
-        kill -0 $DM 2>/dev/null || break
-        [ $t -ge 1200 ] && break
-        sleep 0.1; t=$((t+1))
-      done
+      DM=$!; waitsock
       ctl '{"execute":"restore","arguments":{"file":"/run/dm-usb.json"}}' > $L/sr-restore.txt 2>&1
       say dm-usb-restored $(grep -c '"return"' $L/sr-restore.txt)
       xl unpause dm; say dm-unpaused-restored
