@@ -523,19 +523,41 @@ export class AnomalyDetector {
         state.set(e.to, 1);
         stack.push({ node: e.to, i: 0 });
       } else if (st === 1) {
-        this.loop(f, top.node, n, e, nodes.get(e.to)!);
+        // The loop: the search path from the target of the back edge to here.
+        let k = stack.length - 1;
+        while (k > 0 && stack[k]!.node !== e.to) k--;
+        const cycle = stack.slice(k).map((x) => nodes.get(x.node)!);
+        this.loop(f, top.node, n, e, nodes.get(e.to)!, cycle);
       }
     }
   }
 
-  private loop(f: FrameRecord, from: number, n: { kind: 'qh' | 'td'; empty: boolean }, e: { to: number; via: 'head' | 'element' | 'link' }, target: { kind: 'qh' | 'td' }): void {
-    if (n.kind === 'qh' && e.via === 'head' && n.empty && target.kind === 'qh') return; // FSBR: terminating QH back to the async QHs
+  /**
+   * A back edge found. QH head links looping through an empty QH are FSBR
+   * (Linux: the terminating skeleton QH, element = its inactive "term TD",
+   * links back to the first full-speed QH, the last async QH to it). Where
+   * the walk enters that loop, and so which edge closes it, is not fixed:
+   * Linux links a new QH by writing its predecessor's link and then the
+   * terminating QH's, and a walk that read the predecessor before the
+   * update and the terminating QH after it enters the loop at the
+   * terminating QH (seen on real Xen after a restore, where the guest's
+   * vCPU runs while the device model walks).
+   */
+  private loop(
+    f: FrameRecord,
+    from: number,
+    n: { kind: 'qh' | 'td'; empty: boolean },
+    e: { to: number; via: 'head' | 'element' | 'link' },
+    target: { kind: 'qh' | 'td' },
+    cycle: readonly { kind: 'qh' | 'td'; empty: boolean }[],
+  ): void {
+    if (n.kind === 'qh' && e.via === 'head' && target.kind === 'qh' && cycle.some((c) => c.kind === 'qh' && c.empty)) return;
     const what =
       n.kind === 'qh' && from === e.to
         ? `QH@${hex(from)} ${e.via} links to itself${e.via === 'head' ? ' while it holds an active TD' : ''}`
         : n.kind === 'td' && target.kind === 'td'
           ? `TD chain loop: TD@${hex(from)} links back to TD@${hex(e.to)}`
-          : `${n.kind.toUpperCase()}@${hex(from)} ${e.via} link points back to ${target.kind.toUpperCase()}@${hex(e.to)}${n.kind === 'qh' && e.via === 'head' ? ', and it is not an empty terminating QH (FSBR loops end in one)' : ''}`;
+          : `${n.kind.toUpperCase()}@${hex(from)} ${e.via} link points back to ${target.kind.toUpperCase()}@${hex(e.to)}${n.kind === 'qh' && e.via === 'head' ? ', and no QH in the loop is an empty terminating QH (FSBR loops hold one)' : ''}`;
     this.flag('schedule-loop', `${from}|${e.to}|${e.via}`, f, from, `schedule loop: ${what}; a real controller keeps re-walking it until the end of the frame`);
   }
 }

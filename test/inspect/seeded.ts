@@ -213,7 +213,9 @@ export const SEEDED: Record<AnomalyKind, (isr?: IsrMode) => Promise<Uint8Array>>
  * QH running a GET_DESCRIPTOR(DEVICE) to the tablet, and the terminating
  * skeleton QH (element: the term TD) whose head points back to the control
  * QH; afterwards the control QH is unlinked and the terminating QH links to
- * itself (Linux's state until FSBR times out). Nothing here is a bug.
+ * itself (Linux's state until FSBR times out); last, the loop entered at
+ * the terminating QH (the async QH skipping the control QH). Nothing here
+ * is a bug.
  */
 export async function recordLinuxFsbrShape(): Promise<Uint8Array> {
   const rig = await seedRig({ notes: 'Linux FSBR schedule shape' });
@@ -251,6 +253,11 @@ export async function recordLinuxFsbrShape(): Promise<Uint8Array> {
   rig.mem.writeU32(dummy + 12, sb.buffer(8));
   rig.mem.writeU32(dummy + 4, (3 << 27) | TDC_ACTIVE | TDC_IOC);
   await rig.bus.wait(5);
+  // A walk that read the async QH's link before the guest relinked it and the terminating QH's after
+  // (real Xen, guest vCPU running during the walk): the loop is entered at the terminating QH.
+  // The control QH still holds the active (NAKed) TD queued above.
+  rig.mem.writeU32(async, ScheduleBuilder.q(term));
+  await rig.bus.wait(3);
   return finish(rig);
 }
 
@@ -311,7 +318,7 @@ export async function recordLegalTdReuse(): Promise<Uint8Array> {
   return finish(rig);
 }
 
-/** Loops that are bugs, with the walk still making progress: a TD chain looping back, a two-QH loop closed by a busy QH. */
+/** Loops that are bugs, with the walk still making progress: a TD chain looping back, a two-QH loop with no empty QH in it. */
 export async function recordLoop(kind: 'td-chain' | 'busy-qh-closes'): Promise<Uint8Array> {
   const rig = await seedRig({ notes: `loop: ${kind}` });
   const fake = new FakeDevice('full');
@@ -325,8 +332,9 @@ export async function recordLoop(kind: 'td-chain' | 'busy-qh-closes'): Promise<U
     rig.mem.writeU32(a, ScheduleBuilder.vf(b));
     rig.mem.writeU32(qh + 4, a);
   } else {
-    // First QH (no TDs) → second QH (an active NAKing TD) → back to the first.
+    // First QH → second QH → back to the first, both holding an active NAKing TD: no empty QH in the loop.
     const busy = sb.qh(ScheduleBuilder.q(qh), sb.td({ pid: PID_IN, dev: 0, ep: 1, maxLen: 8, buffer: sb.buffer(8) }));
+    rig.mem.writeU32(qh + 4, sb.td({ pid: PID_IN, dev: 0, ep: 2, maxLen: 8, buffer: sb.buffer(8) }));
     rig.mem.writeU32(qh, ScheduleBuilder.q(busy));
   }
   await rig.bus.wait(3);
