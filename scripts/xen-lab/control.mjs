@@ -1,26 +1,53 @@
 #!/usr/bin/env node
 // Send QMP-like commands to a running `uhci-dm xen --control SOCKET` and print each reply as one line.
-// Usage: node scripts/xen-lab/control.mjs SOCKET '{"execute":"query-status"}' ...
+// Usage: node scripts/xen-lab/control.mjs SOCKET [--until-polled N [--within S]] '{"execute":"query-status"}' ...
+// --until-polled N: first ask query-usb every 200 ms until N emulated HID devices report
+// "polled" (the guest's driver reads their interrupt endpoint since its last port reset),
+// at most S seconds (default 120); prints {"polled":n,"waitedMs":t} and then sends the commands
+// (even when the wait timed out: the caller sees the count).
 import { createConnection } from 'node:net';
 
-const [sock, ...cmds] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const sock = argv.shift();
+let untilPolled = 0;
+let within = 120;
+while (argv[0]?.startsWith('--')) {
+  const o = argv.shift();
+  if (o === '--until-polled') untilPolled = Number(argv.shift());
+  else if (o === '--within') within = Number(argv.shift());
+  else { console.log(JSON.stringify({ error: `unknown option ${o}` })); process.exit(2); }
+}
+const cmds = argv;
 const c = createConnection(sock);
+c.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
+
 let buf = '';
-let greeted = false;
-const timer = setTimeout(() => { console.log('{"error":"timeout"}'); process.exit(2); }, 20000);
+const waiting = [];
 c.on('data', (d) => {
   buf += d.toString();
   let i;
   while ((i = buf.indexOf('\n')) >= 0) {
     const line = buf.slice(0, i);
     buf = buf.slice(i + 1);
-    if (!greeted) {
-      greeted = true;
-      for (const cmd of cmds) c.write(cmd + '\n');
-      continue;
-    }
-    console.log(line);
-    if (--cmds.length <= 0) { clearTimeout(timer); c.end(); }
+    waiting.shift()?.(line);
   }
 });
-c.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
+const next = () => new Promise((resolve) => waiting.push(resolve));
+const send = (cmd) => { c.write(cmd + '\n'); return next(); };
+
+const deadline = setTimeout(() => { console.log('{"error":"timeout"}'); process.exit(2); }, (within + 20) * 1000);
+await next(); // greeting
+if (untilPolled > 0) {
+  const t0 = Date.now();
+  let n = 0;
+  for (;;) {
+    const r = JSON.parse(await send('{"execute":"query-usb"}'));
+    n = (r.return ?? []).filter((d) => d.polled === true).length;
+    if (n >= untilPolled || Date.now() - t0 >= within * 1000) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  console.log(JSON.stringify({ polled: n, waitedMs: Date.now() - t0 }));
+}
+for (const cmd of cmds) console.log(await send(cmd));
+clearTimeout(deadline);
+c.end();

@@ -23,6 +23,8 @@ export type InputAction =
 /** Linux input codes the guest should report for the plan (include/uapi/linux/input-event-codes.h). */
 export const KEY_H = 35;
 export const KEY_I = 23;
+export const KEY_O = 24;
+export const KEY_K = 37;
 export const BTN_LEFT = 0x110;
 export const ABS_X = 0;
 export const ABS_Y = 1;
@@ -42,6 +44,27 @@ export function defaultPlan(kind: LabDeviceKind): InputAction[] {
         { kind: 'key', key: 'h', down: false },
         { kind: 'key', key: 'i', down: true },
         { kind: 'key', key: 'i', down: false },
+      ];
+  }
+}
+
+/**
+ * A second plan, different in every value from defaultPlan, for input after
+ * a save/restore of the guest: events seen by the guest can then be told
+ * apart (before the save vs after the restore).
+ */
+export function afterRestorePlan(kind: LabDeviceKind): InputAction[] {
+  switch (kind) {
+    case 'tablet':
+      return [{ kind: 'abs', x: 0x6000, y: 0x1000 }, { kind: 'button', left: true }, { kind: 'button', left: false }];
+    case 'mouse':
+      return [{ kind: 'rel', dx: -7, dy: 3 }, { kind: 'button', left: true }, { kind: 'button', left: false }];
+    case 'keyboard':
+      return [
+        { kind: 'key', key: 'o', down: true },
+        { kind: 'key', key: 'o', down: false },
+        { kind: 'key', key: 'k', down: true },
+        { kind: 'key', key: 'k', down: false },
       ];
   }
 }

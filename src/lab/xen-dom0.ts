@@ -132,12 +132,14 @@ export interface Dom0ScenarioOptions {
   /** Control-socket commands (JSON lines) sent once the domU's init reports @@LAB:ready (input injection). */
   inputCommands: readonly string[];
   /**
-   * After the input: save the function (control socket `save`), `xl save`
-   * the domU, `xl restore -p` it, start a second uhci-dm with these
-   * arguments for the new domid, `restore` the function, unpause and inject
-   * the input again (experimental; logs in uhci-dm-restored.log).
+   * After the input: `xl save -p` the domU, save the function (control
+   * socket `save`), destroy the domain (uhci-dm exits), `xl restore -p` it,
+   * start a second uhci-dm with these arguments for the new domid,
+   * `restore` the function, unpause, wait until the guest's HID driver polls
+   * every emulated HID device again and send `restoredInputCommands` (logs in
+   * uhci-dm-restored.log).
    */
-  saveRestoreArgs?: readonly string[];
+  saveRestore?: { uhciDmArgs: readonly string[]; inputCommands: readonly string[]; hidDevices: number };
   /** Run uhci-dm under gdb (batch: backtrace on a crash into uhci-dm.stdout). */
   gdb?: boolean;
   /** Run uhci-dm under strace (system calls into uhci-dm.strace). */
@@ -318,7 +320,7 @@ if xl create -p $L/dm.cfg > $L/dm.xl.log 2>&1; then
     ctl ${o.inputCommands.map(q).join(' ')} > $L/input-replies.txt 2>&1
     say dm-input-sent $(grep -c '"return"' $L/input-replies.txt)
     ctl '{"execute":"query-usb"}' > $L/query-usb.txt 2>&1
-${o.saveRestoreArgs ? `    # The function is saved after the guest suspended itself (xl save asks it
+${o.saveRestore ? `    # The function is saved after the guest suspended itself (xl save asks it
     # to; Linux stops uhci_hcd and clears bus mastering then): xl save -p keeps
     # the domain, paused, until uhci-dm has saved. (Saved before xl save, the
     # restored controller ran while the resumed guest had bus mastering off.)
@@ -329,12 +331,15 @@ ${o.saveRestoreArgs ? `    # The function is saved after the guest suspended its
     wait $DM; say uhci-dm-exit-save $?
     if xl restore -p /run/dm.save > $L/xl-restore.log 2>&1; then
       d=$(xl domid dm); say dm-restored $d
-      node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.saveRestoreArgs.map(q).join(' ')} 2> $L/uhci-dm-restored.log > $L/uhci-dm-restored.stdout &
+      node ${q(o.uhciDmBin)} xen --domid $d --control /run/uhci-dm.sock ${o.saveRestore.uhciDmArgs.map(q).join(' ')} 2> $L/uhci-dm-restored.log > $L/uhci-dm-restored.stdout &
       DM=$!; waitsock
       ctl '{"execute":"restore","arguments":{"file":"/run/dm-usb.json"}}' > $L/sr-restore.txt 2>&1
       say dm-usb-restored $(grep -c '"return"' $L/sr-restore.txt)
       xl unpause dm; say dm-unpaused-restored
-      ctl ${o.inputCommands.map(q).join(' ')} > $L/input-replies-restored.txt 2>&1
+      # The resumed guest resets the ports (Linux reset-resume), which empties
+      # the HID queues: input goes once its usbhid polls every device again.
+      ctl --until-polled ${o.saveRestore.hidDevices} --within 120 ${o.saveRestore.inputCommands.map(q).join(' ')} > $L/input-replies-restored.txt 2>&1
+      say dm-polled-restored $(head -1 $L/input-replies-restored.txt)
       say dm-input-sent-restored $(grep -c '"return"' $L/input-replies-restored.txt)
     else
       say dm-restore-failed

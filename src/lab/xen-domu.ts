@@ -11,8 +11,8 @@
  * on the kernel: a user-space writer does it.)
  *
  * The lab /init runs under a wrapper (`rdinit=/xeninit`) that pipes its
- * output through a relay into a tiny static program (E9_WRITER: ioperm
- * 0xE9, then `out` every byte read from stdin). The relay numbers the lines
+ * output through a relay into a tiny static program (E9_WRITER: every
+ * byte read from stdin is written to port 0xE9 through /dev/port). The relay numbers the lines
  * and cuts them into chunks short enough for Xen's per-domain line buffer:
  * `@@<n>+<part>` for a continued line, `@@<n>=<rest>` for its end. The host
  * reassembles them per domain and reports missing numbers.
@@ -32,16 +32,28 @@ export const DOMU_E9_CMDLINE = 'rdinit=/xeninit nokaslr';
 
 /**
  * x86-64 machine code of the port-0xE9 writer (assembled with GNU as from):
- *   sub rsp, 4096; ioperm(0xE9, 1, 1) [eax=173]; jnz fail
+ *   sub rsp, 4096; fd = open("/dev/port", O_WRONLY) [eax=2]; js fail
  *   loop: n = read(0, rsp, 4096); if n <= 0 exit(0)
- *         rcx = n; rsi = rsp; dx = 0xE9; lodsb; out dx, al; loop; jmp loop
+ *         for each byte: pwrite64(fd, p, 1, 0xE9) [eax=18]; jmp loop
  *   fail: exit(1)
+ *   "/dev/port"
+ * The kernel does the `out` (drivers/char/mem.c write_port, one byte per
+ * port from the file offset), in ring 0. The first writer did `ioperm` and
+ * `out` itself in ring 3: after an `xl save`/`xl restore` of the domU none
+ * of its bytes arrived any more, while the guest went on and powered off
+ * normally (measured twice); with the kernel doing the `out` the restored
+ * domU's report arrives complete. (A ring-3 `out` depends on the TSS
+ * I/O-permission bitmap, which QEMU TCG checks only for a TSS whose cached
+ * type is "available"; a restored TR marked busy would explain it — not
+ * verified.)
  */
 const E9_CODE = [
-  0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00, 0xb8, 0xad, 0x00, 0x00, 0x00, 0xbf, 0xe9, 0x00, 0x00, 0x00, 0xbe, 0x01, 0x00, 0x00, 0x00, 0xba, 0x01,
-  0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x75, 0x2d, 0x31, 0xc0, 0x31, 0xff, 0x48, 0x89, 0xe6, 0xba, 0x00, 0x10, 0x00, 0x00, 0x0f, 0x05,
-  0x48, 0x85, 0xc0, 0x7e, 0x11, 0x48, 0x89, 0xc1, 0x48, 0x89, 0xe6, 0xba, 0xe9, 0x00, 0x00, 0x00, 0xac, 0xee, 0xe2, 0xfc, 0xeb, 0xdc, 0xb8, 0x3c,
-  0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05, 0xb8, 0x3c, 0x00, 0x00, 0x00, 0xbf, 0x01, 0x00, 0x00, 0x00, 0x0f, 0x05,
+  0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00, 0xb8, 0x02, 0x00, 0x00, 0x00, 0x48, 0x8d, 0x3d, 0x61, 0x00, 0x00, 0x00, 0xbe, 0x01, 0x00, 0x00, 0x00,
+  0x31, 0xd2, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x78, 0x47, 0x49, 0x89, 0xc4, 0x31, 0xc0, 0x31, 0xff, 0x48, 0x89, 0xe6, 0xba, 0x00, 0x10, 0x00, 0x00,
+  0x0f, 0x05, 0x48, 0x85, 0xc0, 0x7e, 0x28, 0x49, 0x89, 0xc5, 0x49, 0x89, 0xe6, 0xb8, 0x12, 0x00, 0x00, 0x00, 0x4c, 0x89, 0xe7, 0x4c, 0x89, 0xf6,
+  0xba, 0x01, 0x00, 0x00, 0x00, 0x41, 0xba, 0xe9, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x49, 0xff, 0xc6, 0x49, 0xff, 0xcd, 0x75, 0xe0, 0xeb, 0xc5, 0xb8,
+  0x3c, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05, 0xb8, 0x3c, 0x00, 0x00, 0x00, 0xbf, 0x01, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x2f, 0x64, 0x65, 0x76,
+  0x2f, 0x70, 0x6f, 0x72, 0x74, 0x00,
 ];
 
 /**
@@ -163,26 +175,38 @@ export class XenGuestChannel {
     return [...this.doms.keys()];
   }
 
-  /** The domain's report lines in order. */
-  lines(domid: number): string[] {
-    const d = this.doms.get(domid);
-    return d ? [...d.lines.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l) : [];
+  /** Line number -> text of the given domains together (one guest under several domids: save/restore keeps the relay's numbering). */
+  private merged(domids: readonly number[]): { lines: Map<number, string>; partial: Map<number, string> } {
+    const lines = new Map<number, string>();
+    const partial = new Map<number, string>();
+    for (const id of domids) {
+      const d = this.doms.get(id);
+      if (!d) continue;
+      for (const [n, l] of d.lines) lines.set(n, l);
+      for (const [n, l] of d.partial) partial.set(n, l);
+    }
+    for (const n of lines.keys()) partial.delete(n);
+    return { lines, partial };
+  }
+
+  /** The report lines in order (of one domain, or of one guest that ran as several domains). */
+  lines(...domids: number[]): string[] {
+    return [...this.merged(domids).lines.entries()].sort((a, b) => a[0] - b[0]).map(([, l]) => l);
   }
 
   /** Line numbers that never arrived (below the highest seen), and lines left unfinished. */
-  lost(domid: number): number[] {
-    const d = this.doms.get(domid);
-    if (!d) return [];
+  lost(...domids: number[]): number[] {
+    const d = this.merged(domids);
     const max = Math.max(0, ...d.lines.keys(), ...d.partial.keys());
     const out: number[] = [];
     for (let i = 1; i <= max; i++) if (!d.lines.has(i)) out.push(i);
     return out;
   }
 
-  /** The lab report of one domain. */
-  report(domid: number): GuestReport {
+  /** The lab report of one domain (or of one guest that ran as several domains). */
+  report(...domids: number[]): GuestReport {
     const p = new GuestReportParser();
-    for (const l of this.lines(domid)) p.line(l);
+    for (const l of this.lines(...domids)) p.line(l);
     return p.report;
   }
 }

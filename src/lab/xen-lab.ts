@@ -29,7 +29,7 @@ import { findKernel, prepareGuestImage, repoRoot, resolveModules } from './guest
 import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_TAG, dom0Scenario, domUConfig } from './xen-dom0.js';
 import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
-import { defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
+import { afterRestorePlan, defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
 
 /** Something the Xen lab needs is missing on this host (user-facing). */
 export class XenLabError extends Error {
@@ -49,7 +49,7 @@ export interface XenLabOptions {
   timeout?: number;
   /** Seconds each domU may run before it is destroyed (default 300). */
   domUTimeout?: number;
-  /** After the input, xl save / xl restore the domU with uhci-dm following (experimental). */
+  /** After the input, xl save / xl restore the domU with uhci-dm following, then input again (default true). */
   saveRestore?: boolean;
   /** Run uhci-dm under gdb in dom0 (debugging crashes; output in uhci-dm.stdout). */
   gdb?: boolean;
@@ -81,10 +81,12 @@ export interface XenLabResult {
   dm: GuestReport;
   /** Report lines of each domU that never arrived over port 0xE9 (line numbers). */
   lost: { ref: number[]; dm: number[] };
-  /** Exit code of uhci-dm (null: never reported). */
+  /** Exit code of uhci-dm (with saveRestore: of the one serving the restored domain; null: never reported). */
   uhciDmExit: number | null;
   /** uhci-dm's JSON log records. */
   uhciDmLog: Record<string, unknown>[];
+  /** With saveRestore: the restored domain's id, the first uhci-dm's exit code after the save, the second one's log. */
+  restored: { domid: number | null; uhciDmExitAfterSave: number | null; uhciDmLog: Record<string, unknown>[] } | null;
   /** Everything from the outer QEMU's serial (Xen + dom0 console). */
   serial: string;
   workDir: string;
@@ -205,8 +207,8 @@ export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string
   return iso;
 }
 
-/** One control-socket `input-send-event` command per action of the lab's input plan (input-plan.ts). */
-export function inputCommands(devices: readonly string[]): string[] {
+/** One control-socket `input-send-event` command per action of the lab's input plan (input-plan.ts; afterRestorePlan when `plan` says so). */
+export function inputCommands(devices: readonly string[], plan: (k: LabDeviceKind) => InputAction[] = defaultPlan): string[] {
   const kinds = devices.filter((d): d is LabDeviceKind => d === 'tablet' || d === 'mouse' || d === 'keyboard');
   const events = (a: InputAction): unknown[] => {
     switch (a.kind) {
@@ -220,7 +222,7 @@ export function inputCommands(devices: readonly string[]): string[] {
         return [{ type: 'key', data: { down: a.down, key: { type: 'qcode', data: a.key } } }];
     }
   };
-  return kinds.flatMap((k) => defaultPlan(k).map((a) => JSON.stringify({ execute: 'input-send-event', arguments: { device: k, events: events(a) } })));
+  return kinds.flatMap((k) => plan(k).map((a) => JSON.stringify({ execute: 'input-send-event', arguments: { device: k, events: events(a) } })));
 }
 
 /** Boot Xen under QEMU TCG and run the scenario (see xen-dom0.ts). */
@@ -248,6 +250,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   const workDir = opts.workDir ?? mkdtempSync(join(cacheDir, 'run-'));
   mkdirSync(workDir, { recursive: true });
   const devices = opts.devices ?? ['tablet', 'keyboard'];
+  const withSaveRestore = opts.saveRestore ?? true;
   const reference = opts.reference ?? true;
   const domUTimeout = opts.domUTimeout ?? 300;
   // The reference domU gets no input (evwait 1); the uhci-dm one reads input
@@ -255,11 +258,13 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   // `xl dmesg` (measured: input sent 2-3 s after ready).
   const extra = (n: number, evwait: number) => `lab.devices=${n} lab.inputs=${n} lab.wait=120 lab.evwait=${evwait}`;
   writeFileSync(join(workDir, 'ref.cfg'), domUConfig({ name: 'ref', kernel, ramdisk: domUInitrd, extra: extra(1, 1), qemuUsbDevices: ['tablet'] }));
-  writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, opts.saveRestore ? 150 : 25) }));
+  writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, withSaveRestore ? 75 : 25) }));
   const dmArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen.uhcitrace.gz`, '--log-json', '--verbose'];
   // After restore: the same devices (the snapshot re-creates them anyway), its own trace.
   const restoredArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
-  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestoreArgs: opts.saveRestore ? restoredArgs : undefined, domUTimeout, dmExitTimeout: 30 }));
+  const hidDevices = devices.filter((d) => d === 'tablet' || d === 'mouse' || d === 'keyboard').length;
+  const saveRestore = withSaveRestore ? { uhciDmArgs: restoredArgs, inputCommands: inputCommands(devices, afterRestorePlan), hidDevices } : undefined;
+  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, domUTimeout, dmExitTimeout: 30 }));
 
   const args = [
     '-accel', opts.accel ?? 'tcg', '-cpu', opts.cpu ?? OUTER_CPU, '-smp', String(opts.smp ?? 2), '-m', '3072', '-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot',
@@ -328,18 +333,21 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     });
   });
 
-  const uhciDmLog: Record<string, unknown>[] = [];
-  const logPath = join(workDir, 'uhci-dm.log');
-  if (existsSync(logPath)) {
-    for (const l of readFileSync(logPath, 'utf8').split('\n')) {
+  const readLog = (name: string): Record<string, unknown>[] => {
+    const out: Record<string, unknown>[] = [];
+    const path = join(workDir, name);
+    if (!existsSync(path)) return out;
+    for (const l of readFileSync(path, 'utf8').split('\n')) {
       if (!l.trim()) continue;
       try {
-        uhciDmLog.push(JSON.parse(l) as Record<string, unknown>);
+        out.push(JSON.parse(l) as Record<string, unknown>);
       } catch {
-        uhciDmLog.push({ raw: l });
+        out.push({ raw: l });
       }
     }
-  }
+    return out;
+  };
+  const uhciDmLog = readLog('uhci-dm.log');
   // A domU retried after an emulator fault (xen-dom0.ts emulatorfault) reports again: the last attempt counts.
   const last = (re: RegExp): RegExpExecArray | null => {
     let m: RegExpExecArray | null = null;
@@ -355,13 +363,20 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   };
   const refId = domid('ref');
   const dmId = domid('dm');
+  // The restored domain is the same guest under a new domid: one report.
+  const restoredMatch = withSaveRestore ? last(/@@XEN:dm-restored (\d+)/) : null;
+  const dmIds = dmId === null ? [] : restoredMatch ? [dmId, Number(restoredMatch[1])] : [dmId];
+  const exitAfterSave = last(/@@XEN:uhci-dm-exit-save (\d+)/);
   return {
     phases,
     reference: reference && refId !== null ? channel.report(refId) : null,
-    dm: dmId !== null ? channel.report(dmId) : new GuestReportParser().report,
-    lost: { ref: refId !== null ? channel.lost(refId) : [], dm: dmId !== null ? channel.lost(dmId) : [] },
+    dm: dmIds.length ? channel.report(...dmIds) : new GuestReportParser().report,
+    lost: { ref: refId !== null ? channel.lost(refId) : [], dm: dmIds.length ? channel.lost(...dmIds) : [] },
     uhciDmExit: exitMatch ? Number(exitMatch[1]) : null,
     uhciDmLog,
+    restored: withSaveRestore
+      ? { domid: restoredMatch ? Number(restoredMatch[1]) : null, uhciDmExitAfterSave: exitAfterSave ? Number(exitAfterSave[1]) : null, uhciDmLog: readLog('uhci-dm-restored.log') }
+      : null,
     serial,
     workDir,
     elapsed: since(),
@@ -391,6 +406,10 @@ export function formatXenLabResult(r: XenLabResult): string {
   show('uhci-dm', r.dm, r.lost.dm);
   const log = r.uhciDmLog.filter((l) => l.level !== 'debug').map((l) => String(l.msg));
   out.push(`uhci-dm exit: ${r.uhciDmExit}; log: ${log.join(' | ')}`);
+  if (r.restored) {
+    const rlog = r.restored.uhciDmLog.filter((l) => l.level !== 'debug').map((l) => String(l.msg));
+    out.push(`save/restore: restored as domain ${r.restored.domid}; first uhci-dm exit after the save: ${r.restored.uhciDmExitAfterSave}; restored uhci-dm log: ${rlog.join(' | ')}`);
+  }
   out.push(`phases (s since start): ${JSON.stringify(r.phases)}`);
   out.push(`elapsed ${r.elapsed} s; work dir (logs): ${r.workDir}`);
   return out.join('\n');

@@ -50,6 +50,9 @@ export class ControlSocketError extends Error {
 
 class CommandError extends Error {}
 
+/** Commands that only read state (logged at debug level when they succeed). */
+const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['query-usb', 'info usb', 'info_usb', 'query-status', 'inspect', 'qmp_capabilities']);
+
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 export function formatInfoUsb(list: PortInfo[]): string {
@@ -129,7 +132,8 @@ export class ControlServer {
     const args = (m.arguments && typeof m.arguments === 'object' ? m.arguments : {}) as Record<string, unknown>;
     try {
       const ret = this.run(m.execute, args);
-      this.logger?.log('info', 'control', m.execute, { ok: true });
+      // Queries change nothing and tools poll them (the Xen lab asks query-usb every 200 ms): debug level.
+      this.logger?.log(READ_ONLY_COMMANDS.has(m.execute) ? 'debug' : 'info', 'control', m.execute, { ok: true });
       return { return: ret, ...id };
     } catch (e) {
       const desc = (e as Error).message;

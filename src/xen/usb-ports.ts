@@ -94,6 +94,12 @@ export interface PortInfo {
   productId: number;
   address: number;
   speed: string;
+  /**
+   * Emulated HID devices: the guest's driver has polled the interrupt IN
+   * endpoint since the last port reset (HidUsbDevice.interruptPolled), i.e.
+   * input sent now is read by it.
+   */
+  polled?: boolean;
 }
 
 export interface FunctionSnapshot {
@@ -205,7 +211,16 @@ export class UsbPorts {
     this.entries.forEach((e, i) => {
       const d = this.fn.controller.ports[i]?.device;
       if (!e || !d) return;
-      out.push({ port: i + 1, kind: e.kind, product: d.productName, vendorId: d.vendorId, productId: d.productId, address: d.address, speed: d.speed });
+      out.push({
+        port: i + 1,
+        kind: e.kind,
+        product: d.productName,
+        vendorId: d.vendorId,
+        productId: d.productId,
+        address: d.address,
+        speed: d.speed,
+        ...(e.hid ? { polled: e.hid.interruptPolled } : {}),
+      });
     });
     return out;
   }

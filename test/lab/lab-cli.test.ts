@@ -10,6 +10,7 @@ test('bad port and unknown options are usage errors', async () => {
   await expect(labCommand(['--xen', '--record', 'x.gz'])).rejects.toThrow(/--record cannot be used with --xen/);
   await expect(labCommand(['--xen', '--bios'])).rejects.toThrow(/--bios cannot be used with --xen/);
   await expect(labCommand(['--no-reference'])).rejects.toThrow(/only applies to --xen/);
+  await expect(labCommand(['--no-save-restore'])).rejects.toThrow(/--no-save-restore only applies to --xen/);
 });
 
 test('missing QEMU is a user-facing error naming the package', async () => {

@@ -44,6 +44,23 @@ test('a missing chunk shows up as a lost line number; printk timestamps are tole
   expect(ch.lost(1)).toEqual([2]);
 });
 
+test('one guest saved and restored (two domids, one numbering): its lines are joined, a chunk split across the restore too', () => {
+  const ch = new XenGuestChannel();
+  ch.line('(d1) @@1=@@LAB:boot 3.0');
+  ch.line('(d1) @@2=@@LAB:ready');
+  ch.line('(d2) @@3+@@LAB:events event0 ');
+  ch.line('(d2) @@3=00ff');
+  ch.line('(d2) @@4=@@LAB:done');
+  expect(ch.lost(1)).toEqual([]);
+  expect(ch.lost(2)).toEqual([1, 2]);
+  expect(ch.lines(1, 2)).toEqual(['@@LAB:boot 3.0', '@@LAB:ready', '@@LAB:events event0 00ff', '@@LAB:done']);
+  expect(ch.lost(1, 2)).toEqual([]);
+  expect(ch.report(1, 2)).toMatchObject({ booted: true, done: true });
+  // A line begun before the save and never finished is lost, not joined to a later one.
+  ch.line('(d1) @@5+@@LAB:klog x');
+  expect(ch.lost(1, 2)).toEqual([5]);
+});
+
 test('the domU init is the lab init minus its final power-off (the wrapper powers off after the relay drained)', () => {
   const init = xenLabInit();
   expect(GUEST_INIT.startsWith(init)).toBe(true);

@@ -7,8 +7,12 @@
  * The domUs report over I/O port 0xE9 (Xen's console; see xen-domu.ts).
  * Asserts: Linux in the domU enumerates our tablet with the ids and strings
  * QEMU-xen's tablet has, and our keyboard; input injected through uhci-dm's
- * control socket arrives in the domU; uhci-dm exits 0 once the domain is
- * gone, having destroyed its ioreq server. Prints the time of each phase.
+ * control socket arrives in the domU; then `xl save` of the domU with
+ * uhci-dm saving the function state and exiting when the domain is
+ * destroyed, `xl restore`, a new uhci-dm restoring that state for the new
+ * domid, and the tablet and keyboard still delivering (different) input to
+ * the same Linux afterwards; uhci-dm exits 0 once the domain is gone,
+ * having destroyed its ioreq server. Prints the time of each phase.
  *
  * Needs the compiled dist/ (npm test builds it), the apt packages listed in
  * src/lab/xen-lab.ts (scripts/install-deps.sh installs them) and about 5-8
@@ -16,7 +20,7 @@
  */
 import { runXenLab, type XenLabResult } from '../../src/lab/xen-lab.js';
 import { EV_ABS, EV_KEY, type GuestReport, type LabUsbDevice } from '../../src/lab/lab-report.js';
-import { ABS_X, ABS_Y, BTN_LEFT, KEY_H, KEY_I } from '../../src/lab/input-plan.js';
+import { ABS_X, ABS_Y, BTN_LEFT, KEY_H, KEY_I, KEY_K, KEY_O } from '../../src/lab/input-plan.js';
 
 // No silent skip when Xen is missing: scripts/install-deps.sh installs it (CI runs it) and
 // runXenLab fails naming the missing package. Opting out is explicit.
@@ -32,7 +36,7 @@ const meaningful = (rep: GuestReport, name: string) =>
 
 d('Xen 4.17 under QEMU TCG: uhci-dm serves an HVM domU as an ioreq server', () => {
   beforeAll(async () => {
-    r = await runXenLab({ timeout: 570, progress: (l) => process.stderr.write(`[xen-lab] ${l}\n`) });
+    r = await runXenLab({ saveRestore: true, timeout: 570, progress: (l) => process.stderr.write(`[xen-lab] ${l}\n`) });
     process.stderr.write(`[xen-lab] phases (s since start): ${JSON.stringify(r.phases)}\n[xen-lab] elapsed ${r.elapsed} s; logs in ${r.workDir}\n`);
   }, 600_000);
 
@@ -61,15 +65,39 @@ d('Xen 4.17 under QEMU TCG: uhci-dm serves an HVM domU as an ioreq server', () =
     for (const x of ours) expect(x.serial).toMatch(new RegExp(`^\\d+-0000:00:05\\.0-${x.path.split('-')[1]}$`));
   });
 
-  test("input injected through uhci-dm's control socket arrives in the domU", () => {
-    expect(meaningful(r.dm, 'QEMU QEMU USB Tablet')).toEqual([[EV_ABS, ABS_X, 0x4000], [EV_ABS, ABS_Y, 0x2000], [EV_KEY, BTN_LEFT, 1], [EV_KEY, BTN_LEFT, 0]]);
-    expect(meaningful(r.dm, 'QEMU QEMU USB Keyboard')).toEqual([[EV_KEY, KEY_H, 1], [EV_KEY, KEY_H, 0], [EV_KEY, KEY_I, 1], [EV_KEY, KEY_I, 0]]);
+  test("input injected through uhci-dm's control socket arrives in the domU, before the save and after the restore", () => {
+    // Before xl save (input-plan.ts defaultPlan), then after xl restore (afterRestorePlan), read by the same
+    // evdev readers of the same Linux: the devices were reset-resumed, not re-created.
+    expect(meaningful(r.dm, 'QEMU QEMU USB Tablet')).toEqual([
+      [EV_ABS, ABS_X, 0x4000], [EV_ABS, ABS_Y, 0x2000], [EV_KEY, BTN_LEFT, 1], [EV_KEY, BTN_LEFT, 0],
+      [EV_ABS, ABS_X, 0x6000], [EV_ABS, ABS_Y, 0x1000], [EV_KEY, BTN_LEFT, 1], [EV_KEY, BTN_LEFT, 0],
+    ]);
+    expect(meaningful(r.dm, 'QEMU QEMU USB Keyboard')).toEqual([
+      [EV_KEY, KEY_H, 1], [EV_KEY, KEY_H, 0], [EV_KEY, KEY_I, 1], [EV_KEY, KEY_I, 0],
+      [EV_KEY, KEY_O, 1], [EV_KEY, KEY_O, 0], [EV_KEY, KEY_K, 1], [EV_KEY, KEY_K, 0],
+    ]);
   });
 
-  test('uhci-dm exits 0 after the domain is gone and destroys its ioreq server', () => {
+  test('xl save / xl restore: uhci-dm saves the function and exits 0, a second uhci-dm restores it for the new domid', () => {
+    for (const p of ['dm-saved', 'dm-usb-saved', 'uhci-dm-exit-save', 'dm-restored', 'dm-usb-restored', 'dm-unpaused-restored', 'dm-polled-restored', 'dm-input-sent-restored']) expect(r.phases).toHaveProperty([p]);
+    expect(r.restored).not.toBeNull();
+    const rs = r.restored!;
+    expect(rs.uhciDmExitAfterSave).toBe(0);
+    expect(rs.domid).not.toBeNull();
+    const first = r.uhciDmLog.map((l) => [l.msg, l.ok]);
+    expect(first).toEqual(expect.arrayContaining([['save', true], ['domain is gone', undefined], ['ioreq server destroyed', undefined]]));
+    const second = rs.uhciDmLog;
+    expect(second.find((l) => l.msg === 'ioreq server enabled')).toMatchObject({ domid: rs.domid });
+    expect(second.filter((l) => l.msg === 'restore').map((l) => l.ok)).toEqual([true]);
+    expect(second.filter((l) => l.msg === 'input-send-event').map((l) => l.ok)).toEqual(Array(7).fill(true));
+    expect(second.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
+  test('uhci-dm (the one serving the restored domain) exits 0 after the domain is gone and destroys its ioreq server', () => {
     expect(r.uhciDmExit).toBe(0);
-    const msgs = r.uhciDmLog.map((l) => l.msg);
+    const msgs = r.restored!.uhciDmLog.map((l) => l.msg);
     expect(msgs).toEqual(expect.arrayContaining(['ioreq server enabled', 'I/O range mapped', 'domain is gone', 'ioreq server destroyed', 'stopped']));
+    expect(r.restored!.uhciDmLog.filter((l) => l.level === 'error')).toEqual([]);
     expect(r.uhciDmLog.filter((l) => l.level === 'error')).toEqual([]);
   });
 });

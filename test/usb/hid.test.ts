@@ -101,6 +101,23 @@ describe('tablet', () => {
     expect(Buffer.from(p.data).toString('hex')).toBe('000101');
   });
 
+  test('interruptPolled: set by the first IN token to the interrupt endpoint (NAK or data), cleared by a port reset (which also empties the queue) and by loading state', () => {
+    const { dev, host } = mk();
+    expect(dev.interruptPolled).toBe(false);
+    expect(host.in(1, 8).status).toBe('nak');
+    expect(dev.interruptPolled).toBe(true);
+    const saved = dev.saveState();
+    dev.moveTo(5, 5);
+    host.enumerate(1); // port reset first: the queued move is gone (as in QEMU)
+    expect(dev.interruptPolled).toBe(false);
+    expect(host.in(1, 8).status).toBe('nak');
+    dev.moveTo(6, 6);
+    expect(host.in(1, 8).status).toBe('ack');
+    expect(dev.interruptPolled).toBe(true);
+    dev.loadState(saved);
+    expect(dev.interruptPolled).toBe(false);
+  });
+
   test('remote wakeup on input when the host enabled it', () => {
     const { dev, host, wakeups } = mk();
     host.control(0x00, 3, 1, 0, 0);

@@ -111,6 +111,7 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
   protected readonly clock: Clock;
   private idleTimer: TimerHandle | null = null;
   private idleDeadlineNs: number | null = null;
+  private polled = false;
 
   protected constructor(readonly kind: HidKind, opts: HidDeviceOptions) {
     const set = qemuHidDescriptorSet(kind, opts);
@@ -146,6 +147,18 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
     return this.hid.idle;
   }
 
+  /**
+   * The guest has sent an IN token to the interrupt endpoint since the last
+   * port reset (or since this process loaded the device's state): its HID
+   * driver is listening, so input queued now reaches it. A port reset
+   * empties the queue (hidReset), so input injected between a reset and the
+   * driver's first poll after it is lost on real hardware too. Not part of
+   * the saved state.
+   */
+  get interruptPolled(): boolean {
+    return this.polled;
+  }
+
   /** Events queued and not yet read by the guest. */
   get queuedEvents(): number {
     return this.hid.n;
@@ -174,6 +187,7 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
       p.status = 'stall';
       return;
     }
+    this.polled = true;
     if (!hidHasEvents(this.hid)) {
       p.status = 'nak';
       return;
@@ -226,6 +240,7 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
   }
 
   protected onReset(): void {
+    this.polled = false;
     hidReset(this.hid);
     this.armIdle(null);
   }
@@ -273,6 +288,7 @@ export abstract class HidUsbDevice extends EmulatedUsbDevice {
     const hid = checkHidState(s.hid, this.kind);
     this.loadBase(s.base);
     this.hid = hid;
+    this.polled = false;
     this.loadExtra(s.extra);
     this.armIdle(s.idleRemainingNs === null ? null : this.clock.nowNs() + s.idleRemainingNs);
   }
