@@ -34,7 +34,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   bdf: { value: true, help: 'PCI address of the UHCI function in the guest, default 00:05.0' },
   usb: { value: false, help: 'accepted for qemu-dm compatibility (the controller is always present)' },
   usbdevice: { value: true, multiple: true, help: 'tablet | mouse | keyboard | host:vvvv:pppp | host:BUS.ADDR | host:BUS-PORT' },
-  device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd | usb-host,vendorid=..,productid=.. (or hostbus=,hostaddr= / hostport=)' },
+  device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd [,serial=S][,usb_version=1|2][,msos-desc=on|off] | usb-host,vendorid=..,productid=.. (or hostbus=,hostaddr= / hostport=)' },
   control: { value: true, help: 'control socket path (JSON lines, QMP-like: usb_add, usb_del, query-usb, save, restore, inspect, quit)' },
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
   inspect: { value: false, help: `keep a live recording of the last frames in memory for the control socket's inspect command (decoded timeline + anomalies; default ${DEFAULT_LIVE_FRAMES} frames)` },

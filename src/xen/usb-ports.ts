@@ -43,8 +43,67 @@ const CANONICAL: Record<string, DeviceKind> = {
 
 export type DeviceKind = 'tablet' | 'mouse' | 'keyboard' | 'host';
 
+/**
+ * QEMU device properties the emulated HID devices take (hw/usb/bus.c
+ * usb_props `serial` and `msos-desc`, dev-hid.c `usb_version`), e.g.
+ * `-device usb-tablet,serial=42` for the serial QEMU-xen's tablet reports
+ * (so a guest that keys devices on their serial, as Windows does, sees the
+ * same device as under qemu-dm).
+ */
+export interface EmulatedDeviceProps {
+  serial?: string;
+  usbVersion?: 1 | 2;
+  msosDesc?: boolean;
+}
+
 /** What a user asked for: an emulated device, or a host device by selector. */
-export type DeviceSpec = { kind: 'tablet' | 'mouse' | 'keyboard' } | { kind: 'host'; selector: HostDeviceSelector; text: string };
+export type DeviceSpec =
+  | ({ kind: 'tablet' | 'mouse' | 'keyboard' } & EmulatedDeviceProps)
+  | { kind: 'host'; selector: HostDeviceSelector; text: string };
+
+/** `key=value` properties after the driver name (QEMU -device syntax), keys lower-cased. */
+function deviceProps(t: string): Map<string, string> {
+  return new Map(
+    t.split(',').slice(1).map((kv) => {
+      const [k, v = ''] = kv.split('=');
+      return [k!.trim().toLowerCase(), v.trim()] as const;
+    }),
+  );
+}
+
+function emulatedProps(driver: string, props: Map<string, string>): EmulatedDeviceProps {
+  const out: EmulatedDeviceProps = {};
+  for (const [k, v] of props) {
+    switch (k) {
+      case 'serial':
+        // A USB string descriptor holds at most 126 UTF-16 units (bLength is one byte).
+        if (!v || v.length > 126) throw new UsbPortError(`${driver}: serial must be 1 to 126 characters`);
+        out.serial = v;
+        break;
+      case 'usb_version':
+        if (v !== '1' && v !== '2') throw new UsbPortError(`${driver}: usb_version must be 1 or 2`);
+        out.usbVersion = v === '1' ? 1 : 2;
+        break;
+      case 'msos-desc':
+        if (!['on', 'off', 'true', 'false'].includes(v)) throw new UsbPortError(`${driver}: msos-desc must be on or off`);
+        out.msosDesc = v === 'on' || v === 'true';
+        break;
+      default:
+        throw new UsbPortError(`${driver}: unknown property '${k}' (supported: serial, usb_version, msos-desc)`);
+    }
+  }
+  return out;
+}
+
+/** The spec text that re-creates an emulated device (canonical name plus its properties). */
+function emulatedSpecText(s: { kind: string } & EmulatedDeviceProps): string {
+  const props = [
+    ...(s.serial !== undefined ? [`serial=${s.serial}`] : []),
+    ...(s.usbVersion !== undefined ? [`usb_version=${s.usbVersion}`] : []),
+    ...(s.msosDesc !== undefined ? [`msos-desc=${s.msosDesc ? 'on' : 'off'}`] : []),
+  ];
+  return [s.kind, ...props].join(',');
+}
 
 /**
  * Parse a `-usbdevice` value (tablet, mouse, keyboard, host:vvvv:pppp, host:bus.addr,
@@ -62,10 +121,7 @@ export function parseDeviceSpec(text: string): DeviceSpec {
     }
   }
   if (/^usb-host(,|$)/i.test(t)) {
-    const props = new Map(t.split(',').slice(1).map((kv) => {
-      const [k, v = ''] = kv.split('=');
-      return [k!.trim().toLowerCase(), v.trim()] as const;
-    }));
+    const props = deviceProps(t);
     const num = (k: string) => {
       const v = props.get(k)!;
       const n = Number(v);
@@ -82,7 +138,7 @@ export function parseDeviceSpec(text: string): DeviceSpec {
   const driver = t.split(',')[0]!;
   const kind = CANONICAL[driver];
   if (!kind || kind === 'host') throw new UsbPortError(`unknown USB device '${t}' (expected tablet, mouse, keyboard, usb-tablet, usb-mouse, usb-kbd, host:vvvv:pppp or usb-host,...)`);
-  return { kind };
+  return { kind, ...emulatedProps(driver, deviceProps(t)) };
 }
 
 export interface PortInfo {
@@ -105,14 +161,17 @@ export interface PortInfo {
 export interface FunctionSnapshot {
   format: 'uhci-dm-xen-snapshot';
   version: 1;
-  /** `spec` re-creates the device (host devices are re-opened by selector, as QEMU re-plugs them). */
+  /** `spec` re-creates the device (emulated: name and properties; host devices are re-opened by selector, as QEMU re-plugs them). */
   devices: { port: number; kind: DeviceKind; spec?: string }[];
   function: UhciPciFunctionState;
 }
 
 interface PortEntry {
   kind: DeviceKind;
+  /** What usb_del NAME matches: the kind, or host:SELECTOR. */
   spec: string;
+  /** The spec text that re-creates the device (snapshots). */
+  create: string;
   passthrough: HostPassthrough | null;
   /** The emulated device as created (the port may hold a wrapper, e.g. the trace recorder's). */
   hid: HidUsbDevice | null;
@@ -165,7 +224,8 @@ export class UsbPorts {
           if (this.fn.controller.ports[index]!.device) this.fn.detach(index);
         },
       });
-      this.entries[i] = { kind: 'host', spec: `host:${formatHostSelector(parsed.selector)}`, passthrough: pt, hid: null };
+      const text = `host:${formatHostSelector(parsed.selector)}`;
+      this.entries[i] = { kind: 'host', spec: text, create: text, passthrough: pt, hid: null };
       try {
         pt.start();
       } catch (e) {
@@ -174,9 +234,16 @@ export class UsbPorts {
       }
       return i + 1;
     }
-    const dev = createDevice(parsed.kind, { clock: this.clock, hcdPath: this.hcdPath, portPath: String(i + 1) });
+    const dev = createDevice(parsed.kind, {
+      clock: this.clock,
+      hcdPath: this.hcdPath,
+      portPath: String(i + 1),
+      serial: parsed.serial,
+      usbVersion: parsed.usbVersion,
+      msosDesc: parsed.msosDesc,
+    });
     this.fn.attach(i, dev);
-    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, passthrough: null, hid: dev };
+    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, create: emulatedSpecText(parsed), passthrough: null, hid: dev };
     return i + 1;
   }
 
@@ -235,7 +302,7 @@ export class UsbPorts {
     return {
       format: 'uhci-dm-xen-snapshot',
       version: 1,
-      devices: this.entries.flatMap((e, i) => (e ? [{ port: i + 1, kind: e.kind, spec: e.spec }] : [])),
+      devices: this.entries.flatMap((e, i) => (e ? [{ port: i + 1, kind: e.kind, spec: e.create }] : [])),
       function: this.fn.saveState(),
     };
   }
@@ -251,8 +318,20 @@ export class UsbPorts {
         throw new UsbPortError('snapshot lists a bad device entry');
       }
     }
+    // An emulated entry's spec must name its kind (older snapshots: just the kind).
+    const specs = snap.devices.map((d) => {
+      if (d.kind === 'host' || typeof d.spec !== 'string') return d.kind === 'host' ? d.spec! : d.kind;
+      let parsed: DeviceSpec;
+      try {
+        parsed = parseDeviceSpec(d.spec);
+      } catch (e) {
+        throw new UsbPortError(`snapshot lists a bad device entry: ${(e as Error).message}`);
+      }
+      if (parsed.kind !== d.kind) throw new UsbPortError('snapshot lists a bad device entry');
+      return d.spec;
+    });
     this.releaseAll();
-    for (const d of snap.devices) this.add(d.kind === 'host' ? d.spec! : d.kind, d.port);
+    snap.devices.forEach((d, k) => this.add(specs[k]!, d.port));
     try {
       this.fn.loadState(snap.function);
     } catch (e) {
