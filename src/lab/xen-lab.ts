@@ -30,6 +30,7 @@ import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_TAG, dom0Scenario, domUConfig } from './xen-dom0.js';
 import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
 import { afterRestorePlan, defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
+import { parseDeviceSpec } from '../xen/usb-ports.js';
 
 /** Something the Xen lab needs is missing on this host (user-facing). */
 export class XenLabError extends Error {
@@ -43,7 +44,11 @@ export class XenLabError extends Error {
 export interface XenLabOptions {
   /** Run the reference domU with QEMU-xen's own UHCI + tablet first (default true). */
   reference?: boolean;
-  /** Devices for uhci-dm (`-usbdevice` values), default tablet + keyboard. */
+  /**
+   * Devices for uhci-dm: `-usbdevice` values, or `-device` values (names
+   * starting with usb-). Default: a tablet with QEMU-xen's serial "42" (the
+   * reference's tablet, so the guest sees the same device) and a keyboard.
+   */
   devices?: readonly string[];
   /** Whole-run timeout in seconds (default 540). */
   timeout?: number;
@@ -207,9 +212,19 @@ export function prepareXenIso(cacheDir: string, xenImage: string, kernel: string
   return iso;
 }
 
+/** The emulated HID devices among uhci-dm device specs, by kind. */
+function hidKinds(devices: readonly string[]): LabDeviceKind[] {
+  return devices.map((d) => parseDeviceSpec(d).kind).filter((k): k is LabDeviceKind => k !== 'host');
+}
+
+/** uhci-dm command-line arguments for the device specs (-device for QEMU -device names, else -usbdevice). */
+function deviceArgs(devices: readonly string[]): string[] {
+  return devices.flatMap((d) => [d.startsWith('usb-') ? '-device' : '-usbdevice', d]);
+}
+
 /** One control-socket `input-send-event` command per action of the lab's input plan (input-plan.ts; afterRestorePlan when `plan` says so). */
 export function inputCommands(devices: readonly string[], plan: (k: LabDeviceKind) => InputAction[] = defaultPlan): string[] {
-  const kinds = devices.filter((d): d is LabDeviceKind => d === 'tablet' || d === 'mouse' || d === 'keyboard');
+  const kinds = hidKinds(devices);
   const events = (a: InputAction): unknown[] => {
     switch (a.kind) {
       case 'abs':
@@ -249,7 +264,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
 
   const workDir = opts.workDir ?? mkdtempSync(join(cacheDir, 'run-'));
   mkdirSync(workDir, { recursive: true });
-  const devices = opts.devices ?? ['tablet', 'keyboard'];
+  const devices = opts.devices ?? ['usb-tablet,serial=42', 'keyboard'];
   const withSaveRestore = opts.saveRestore ?? true;
   const reference = opts.reference ?? true;
   const domUTimeout = opts.domUTimeout ?? 300;
@@ -259,10 +274,10 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   const extra = (n: number, evwait: number) => `lab.devices=${n} lab.inputs=${n} lab.wait=120 lab.evwait=${evwait}`;
   writeFileSync(join(workDir, 'ref.cfg'), domUConfig({ name: 'ref', kernel, ramdisk: domUInitrd, extra: extra(1, 1), qemuUsbDevices: ['tablet'] }));
   writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, withSaveRestore ? 75 : 25) }));
-  const dmArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen.uhcitrace.gz`, '--log-json', '--verbose'];
+  const dmArgs = [...deviceArgs(devices), '--record', `${DOM0_LABDIR}/xen.uhcitrace.gz`, '--log-json', '--verbose'];
   // After restore: the same devices (the snapshot re-creates them anyway), its own trace.
-  const restoredArgs = [...devices.flatMap((d) => ['-usbdevice', d]), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
-  const hidDevices = devices.filter((d) => d === 'tablet' || d === 'mouse' || d === 'keyboard').length;
+  const restoredArgs = [...deviceArgs(devices), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
+  const hidDevices = hidKinds(devices).length;
   const saveRestore = withSaveRestore ? { uhciDmArgs: restoredArgs, inputCommands: inputCommands(devices, afterRestorePlan), hidDevices } : undefined;
   writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, domUTimeout, dmExitTimeout: 30 }));
 

@@ -3,10 +3,11 @@
  * the host's Debian kernel chrooted into the host root over 9p). In dom0:
  * a reference HVM domU with QEMU-xen's own UHCI and tablet, then an HVM
  * domU created paused without `usb=`, served by `uhci-dm xen --domid N
- * -usbdevice tablet -usbdevice keyboard` as a real ioreq server, unpaused.
+ * -device usb-tablet,serial=42 -usbdevice keyboard` as a real ioreq server,
+ * unpaused.
  * The domUs report over I/O port 0xE9 (Xen's console; see xen-domu.ts).
  * Asserts: Linux in the domU enumerates our tablet with the ids and strings
- * QEMU-xen's tablet has, and our keyboard; input injected through uhci-dm's
+ * (serial included) QEMU-xen's tablet has, and our keyboard; input injected through uhci-dm's
  * control socket arrives in the domU; then `xl save` of the domU with
  * uhci-dm saving the function state and exiting when the domain is
  * destroyed, `xl restore`, a new uhci-dm restoring that state for the new
@@ -59,10 +60,13 @@ d('Xen 4.17 under QEMU TCG: uhci-dm serves an HVM domU as an ioreq server', () =
     const kbd = ours.find((x) => x !== tablet)!;
     expect(kbd).toMatchObject({ vendorId: 0x0627, productId: 0x0001, product: 'QEMU USB Keyboard' });
     for (const x of ours) expect(x.interfaces.map((i) => i.driver)).toEqual(['usbhid']);
-    // QEMU's HID serials name the controller's PCI address and port (ours:
-    // 00:05.0). QEMU-xen's tablet says "42" instead (a compat property of
-    // Xen's machine type), so serials are not compared with the reference.
-    for (const x of ours) expect(x.serial).toMatch(new RegExp(`^\\d+-0000:00:05\\.0-${x.path.split('-')[1]}$`));
+    // QEMU-xen's tablet says serial "42" (a compat property of Xen's machine
+    // type); the lab gives ours `-device usb-tablet,serial=42`, so the guest
+    // sees the same tablet. Without the property, QEMU's HID serials name the
+    // controller's PCI address and port (ours: 00:05.0), as the keyboard's does.
+    expect(tablet.serial).toBe('42');
+    expect(tablet.serial).toBe(refTablet.serial);
+    expect(kbd.serial).toMatch(new RegExp(`^\\d+-0000:00:05\\.0-${kbd.path.split('-')[1]}$`));
   });
 
   test("input injected through uhci-dm's control socket arrives in the domU, before the save and after the restore", () => {
