@@ -39,6 +39,7 @@ import {
   type UsbPortHooks,
   type UsbSpeed,
 } from './packet.js';
+import { ControlPipe, type ControlStage } from './control-pipe.js';
 import {
   CFG_ATT_SELF_POWERED,
   DT_BOS,
@@ -116,7 +117,7 @@ export type ControlReply = Uint8Array | 'ack' | 'stall' | null;
  */
 export type StandardRequestProfile = 'qemu-7.2' | 'usb-2.0';
 
-export type ControlStage = 'idle' | 'data' | 'status';
+export type { ControlStage } from './control-pipe.js';
 
 /** USB 2.0 §9.1.1 visible device states (Powered is folded into Attached). */
 export type UsbDeviceState = 'detached' | 'attached' | 'default' | 'address' | 'configured';
@@ -187,11 +188,7 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   private haltedIn = new Set<number>();
   private haltedOut = new Set<number>();
 
-  private stage: ControlStage = 'idle';
-  private readonly setupBuf = new Uint8Array(8);
-  private setupLen = 0;
-  private setupIndex = 0;
-  private readonly dataBuf = new Uint8Array(CONTROL_BUFFER_SIZE);
+  private readonly pipe = new ControlPipe(CONTROL_BUFFER_SIZE);
 
   protected constructor(
     protected readonly descriptors: StandardDescriptors,
@@ -227,7 +224,7 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   }
 
   get controlStage(): ControlStage {
-    return this.stage;
+    return this.pipe.stage;
   }
 
   attach(hooks: UsbPortHooks): void {
@@ -352,13 +349,13 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   /* Control pipe                                                        */
 
   private request(): ControlRequest {
-    const s = this.setupBuf;
+    const s = this.pipe.setup;
     return {
       requestType: s[0]!,
       request: s[1]!,
       value: s[2]! | (s[3]! << 8),
       index: s[4]! | (s[5]! << 8),
-      length: this.setupLen,
+      length: this.pipe.length,
     };
   }
 
@@ -379,90 +376,36 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   }
 
   private tokenSetup(p: UsbPacket): void {
-    if (p.data.length !== 8) {
+    const pipe = this.pipe;
+    if (!pipe.setupToken(p)) {
       p.status = 'stall';
       return;
     }
-    this.setupBuf.set(p.data);
-    this.setupIndex = 0;
-    const wLength = p.data[6]! | (p.data[7]! << 8);
-    if (wLength > CONTROL_BUFFER_SIZE) {
-      // QEMU: "ctrl buffer too small" → STALL; the stage is not changed.
-      p.status = 'stall';
-      return;
-    }
-    this.setupLen = wLength;
-    if (this.setupBuf[0]! & DIR_IN) {
-      const reply = this.dispatch(this.request(), this.dataBuf.subarray(0, 0));
+    if (pipe.dirIn) {
+      const reply = this.dispatch(this.request(), pipe.buffer.subarray(0, 0));
       if (reply === 'stall') {
         p.status = 'stall';
         return;
       }
-      const n = reply === 'ack' ? 0 : Math.min(reply.length, CONTROL_BUFFER_SIZE);
-      if (reply !== 'ack') this.dataBuf.set(reply.subarray(0, n));
-      if (n < this.setupLen) this.setupLen = n;
-      this.stage = 'data';
+      const n = reply === 'ack' ? 0 : Math.min(reply.length, pipe.buffer.length);
+      if (reply !== 'ack') pipe.buffer.set(reply.subarray(0, n));
+      pipe.answered(n);
     } else {
-      this.stage = this.setupLen === 0 ? 'status' : 'data';
+      pipe.stage = pipe.length === 0 ? 'status' : 'data';
     }
     p.actualLength = 8;
   }
 
   private tokenIn(p: UsbPacket): void {
-    const dirIn = (this.setupBuf[0]! & DIR_IN) !== 0;
-    switch (this.stage) {
-      case 'status':
-        if (!dirIn) {
-          // Status stage of a host-to-device request: carry it out now.
-          const reply = this.dispatch(this.request(), this.dataBuf.subarray(0, this.setupLen));
-          this.stage = 'idle';
-          p.actualLength = 0;
-          if (reply === 'stall') p.status = 'stall';
-        }
-        // else: IN after all IN data was sent → zero-length packet.
-        return;
-      case 'data': {
-        if (dirIn) {
-          const len = Math.min(this.setupLen - this.setupIndex, p.data.length);
-          p.data.set(this.dataBuf.subarray(this.setupIndex, this.setupIndex + len));
-          p.actualLength = len;
-          this.setupIndex += len;
-          if (this.setupIndex >= this.setupLen) this.stage = 'status';
-          return;
-        }
-        this.stage = 'idle';
-        p.status = 'stall';
-        return;
-      }
-      default:
-        p.status = 'stall';
-    }
+    // The status stage of a host-to-device request: carry it out now.
+    if (!this.pipe.inToken(p)) return;
+    const reply = this.dispatch(this.request(), this.pipe.data());
+    p.actualLength = 0;
+    if (reply === 'stall') p.status = 'stall';
   }
 
   private tokenOut(p: UsbPacket): void {
-    const dirIn = (this.setupBuf[0]! & DIR_IN) !== 0;
-    switch (this.stage) {
-      case 'status':
-        // Status OUT of a device-to-host request completes it; extra OUT
-        // data of a host-to-device request is acknowledged and ignored.
-        if (dirIn) this.stage = 'idle';
-        return;
-      case 'data': {
-        if (!dirIn) {
-          const len = Math.min(this.setupLen - this.setupIndex, p.data.length);
-          this.dataBuf.set(p.data.subarray(0, len), this.setupIndex);
-          p.actualLength = len;
-          this.setupIndex += len;
-          if (this.setupIndex >= this.setupLen) this.stage = 'status';
-          return;
-        }
-        this.stage = 'idle';
-        p.status = 'stall';
-        return;
-      }
-      default:
-        p.status = 'stall';
-    }
+    this.pipe.outToken(p);
   }
 
   private dispatch(req: ControlRequest, data: Uint8Array): Uint8Array | 'ack' | 'stall' {
@@ -626,7 +569,8 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   /* Save / restore                                                      */
 
   protected saveBase(): DeviceBaseState {
-    const bufLen = Math.max(this.setupLen, this.setupIndex);
+    const pipe = this.pipe;
+    const bufLen = Math.max(pipe.length, pipe.index);
     return {
       version: 1,
       attached: this.attached,
@@ -639,11 +583,11 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
       haltedIn: [...this.haltedIn].sort((a, b) => a - b),
       haltedOut: [...this.haltedOut].sort((a, b) => a - b),
       control: {
-        stage: this.stage,
-        setup: hex(this.setupBuf),
-        setupLen: this.setupLen,
-        setupIndex: this.setupIndex,
-        buffer: hex(this.dataBuf.subarray(0, bufLen)),
+        stage: pipe.stage,
+        setup: hex(pipe.setup),
+        setupLen: pipe.length,
+        setupIndex: pipe.index,
+        buffer: hex(pipe.buffer.subarray(0, bufLen)),
       },
     };
   }
@@ -666,12 +610,13 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
     this.isSuspended = s.suspended;
     this.haltedIn = new Set(s.haltedIn);
     this.haltedOut = new Set(s.haltedOut);
-    this.stage = s.control.stage;
-    this.setupBuf.set(setup);
-    this.setupLen = s.control.setupLen;
-    this.setupIndex = s.control.setupIndex;
-    this.dataBuf.fill(0);
-    this.dataBuf.set(buffer);
+    const pipe = this.pipe;
+    pipe.stage = s.control.stage;
+    pipe.setup.set(setup);
+    pipe.length = s.control.setupLen;
+    pipe.index = s.control.setupIndex;
+    pipe.buffer.fill(0);
+    pipe.buffer.set(buffer);
   }
 
   abstract saveState(): unknown;

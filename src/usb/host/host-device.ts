@@ -75,6 +75,7 @@
  * cancelPacket (after which it is never completed).
  */
 import { PID_IN, PID_OUT, PID_SETUP, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../packet.js';
+import { ControlPipe } from '../control-pipe.js';
 import {
   LIBUSB_ERROR_NOT_SUPPORTED,
   LIBUSB_ERROR_OTHER,
@@ -185,8 +186,6 @@ interface InStream {
   end: UsbStatus;
 }
 
-type ControlStage = 'idle' | 'data' | 'status';
-
 /** QEMU usb_host_speed_compat: can this high/super-speed device work at full speed? */
 export function fullSpeedCompatible(info: Pick<HostDeviceInfo, 'configs'>): boolean {
   for (const c of info.configs) {
@@ -256,11 +255,7 @@ export class HostUsbDevice implements UsbDevice {
   private readonly endpoints = new Map<number, EndpointQueue>();
   private readonly inflight = new Set<Pending>();
 
-  private stage: ControlStage = 'idle';
-  private readonly setup = new Uint8Array(8);
-  private setupLen = 0;
-  private setupIndex = 0;
-  private readonly dataBuf = new Uint8Array(HOST_CONTROL_BUFFER_SIZE);
+  private readonly pipe = new ControlPipe(HOST_CONTROL_BUFFER_SIZE);
   private control: Pending | null = null;
   /** Bumped by reset/detach: a libusb request still running from before must not change our state. */
   private epoch = 0;
@@ -376,7 +371,7 @@ export class HostUsbDevice implements UsbDevice {
     this.guestConfig = 0;
     this.altSettings.clear();
     this.endpoints.clear();
-    this.stage = 'idle';
+    this.pipe.stage = 'idle';
     if (this.gone || this.closed) return;
     if (this.opts.guestResetsAll || (this.opts.guestReset && hadAddress)) {
       this.resetting = true;
@@ -446,7 +441,7 @@ export class HostUsbDevice implements UsbDevice {
     this.dropAll(null);
     this.guestAddress = 0;
     this.guestConfig = 0;
-    this.stage = 'idle';
+    this.pipe.stage = 'idle';
     queueMicrotask(() => this.opts.onDisconnect?.(this, 'restored from a snapshot: re-plug'));
   }
 
@@ -574,44 +569,15 @@ export class HostUsbDevice implements UsbDevice {
       p.status = 'nak';
       return;
     }
-    const dirIn = (this.setup[0]! & 0x80) !== 0;
     switch (p.pid) {
       case PID_SETUP:
         this.tokenSetup(p);
         return;
       case PID_IN:
-        if (this.stage === 'status' && !dirIn) {
-          this.stage = 'idle';
-          this.runOutRequest(p);
-          return;
-        }
-        if (this.stage === 'status') return; // extra IN after the data: zero-length
-        if (this.stage === 'data' && dirIn) {
-          const len = Math.min(this.setupLen - this.setupIndex, p.data.length);
-          p.data.set(this.dataBuf.subarray(this.setupIndex, this.setupIndex + len));
-          p.actualLength = len;
-          this.setupIndex += len;
-          if (this.setupIndex >= this.setupLen) this.stage = 'status';
-          return;
-        }
-        if (this.stage === 'data') this.stage = 'idle';
-        p.status = 'stall';
+        if (this.pipe.inToken(p)) this.runOutRequest(p);
         return;
       case PID_OUT:
-        if (this.stage === 'status') {
-          if (dirIn) this.stage = 'idle';
-          return;
-        }
-        if (this.stage === 'data' && !dirIn) {
-          const len = Math.min(this.setupLen - this.setupIndex, p.data.length);
-          this.dataBuf.set(p.data.subarray(0, len), this.setupIndex);
-          p.actualLength = len;
-          this.setupIndex += len;
-          if (this.setupIndex >= this.setupLen) this.stage = 'status';
-          return;
-        }
-        if (this.stage === 'data') this.stage = 'idle';
-        p.status = 'stall';
+        this.pipe.outToken(p);
         return;
       default:
         p.status = 'stall';
@@ -619,28 +585,21 @@ export class HostUsbDevice implements UsbDevice {
   }
 
   private tokenSetup(p: UsbPacket): void {
-    if (p.data.length !== 8) {
+    const pipe = this.pipe;
+    if (!pipe.setupToken(p)) {
       p.status = 'stall';
       return;
     }
-    const wLength = p.data[6]! | (p.data[7]! << 8);
-    if (wLength > HOST_CONTROL_BUFFER_SIZE) {
-      p.status = 'stall';
-      return;
-    }
-    this.setup.set(p.data);
-    this.setupLen = wLength;
-    this.setupIndex = 0;
-    if (!(this.setup[0]! & 0x80)) {
-      this.stage = wLength === 0 ? 'status' : 'data';
+    if (!pipe.dirIn) {
+      pipe.stage = pipe.length === 0 ? 'status' : 'data';
       p.actualLength = 8;
       return;
     }
     // Device-to-host: ask the device now; the SETUP completes with its answer.
-    this.stage = 'idle';
+    pipe.stage = 'idle';
     const pend = this.track('control-setup', p, null);
     this.control = pend;
-    const setup = Uint8Array.from(this.setup);
+    const setup = Uint8Array.from(pipe.setup);
     try {
       pend.handle = this.dev.controlTransfer(setup, new Uint8Array(0), this.opts.controlTimeoutMs, (r) => {
         const live = this.inflight.has(pend);
@@ -650,15 +609,13 @@ export class HostUsbDevice implements UsbDevice {
         if (!pend.packet) return; // cancelled
         const status = packetStatusForTransfer(r.status);
         if (status === 'ack') {
-          const n = Math.min(r.data.length, this.setupLen, HOST_CONTROL_BUFFER_SIZE);
-          this.dataBuf.set(r.data.subarray(0, n));
+          const n = Math.min(r.data.length, pipe.length, pipe.buffer.length);
+          pipe.buffer.set(r.data.subarray(0, n));
           this.fixupDescriptor(setup, n);
-          this.setupLen = n;
-          this.setupIndex = 0;
-          this.stage = 'data';
+          pipe.answered(n);
           this.finish(pend, 'ack', 8);
         } else {
-          this.stage = 'idle';
+          pipe.stage = 'idle';
           this.finish(pend, status);
         }
       });
@@ -673,8 +630,8 @@ export class HostUsbDevice implements UsbDevice {
   private fixupDescriptor(setup: Uint8Array, n: number): void {
     if (!this.opts.suppressRemoteWake) return;
     if (setup[0] === 0x80 && setup[1] === 6 && setup[3] === 2 && setup[2] === 0 && n > 7) {
-      if (this.dataBuf[7]! & CFG_ATT_REMOTE_WAKEUP) {
-        this.dataBuf[7]! &= ~CFG_ATT_REMOTE_WAKEUP;
+      if (this.pipe.buffer[7]! & CFG_ATT_REMOTE_WAKEUP) {
+        this.pipe.buffer[7]! &= ~CFG_ATT_REMOTE_WAKEUP;
         this.log('debug', `${this.hostName}: remote wakeup hidden from the guest`);
       }
     }
@@ -682,7 +639,7 @@ export class HostUsbDevice implements UsbDevice {
 
   /** Status stage of a host-to-device request: carry it out. */
   private runOutRequest(p: UsbPacket): void {
-    const s = this.setup;
+    const s = this.pipe.setup;
     const type = s[0]!;
     const request = s[1]!;
     const value = s[2]! | (s[3]! << 8);
@@ -716,7 +673,7 @@ export class HostUsbDevice implements UsbDevice {
     const pend = this.track('control-status', p, null);
     this.control = pend;
     try {
-      pend.handle = this.dev.controlTransfer(Uint8Array.from(s), this.dataBuf.slice(0, this.setupLen), this.opts.controlTimeoutMs, (r) => {
+      pend.handle = this.dev.controlTransfer(Uint8Array.from(s), this.pipe.data().slice(), this.opts.controlTimeoutMs, (r) => {
         const live = this.inflight.has(pend);
         this.untrack(pend);
         if (isNoDevice(r.status)) this.hostGone('NO_DEVICE on a control transfer');
