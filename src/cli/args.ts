@@ -20,11 +20,14 @@ export interface OptionSpec {
 
 export interface Parsed {
   options: Map<string, string[]>;
+  /** Every option with its value, in command-line order (across names). */
+  order: { name: string; value: string }[];
   positionals: string[];
 }
 
 export function parseArgs(argv: string[], spec: Record<string, OptionSpec>): Parsed {
   const options = new Map<string, string[]>();
+  const order: { name: string; value: string }[] = [];
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -58,8 +61,9 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>): Par
     if (list.length && !s.multiple) throw new UsageError(`option --${name} given twice`);
     list.push(value);
     options.set(name, list);
+    order.push({ name, value });
   }
-  return { options, positionals };
+  return { options, order, positionals };
 }
 
 export function optionHelp(spec: Record<string, OptionSpec>): string {

@@ -119,7 +119,8 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
   // DOMID_FIRST_RESERVED is 0x7FF0; domain 0 is never an HVM guest.
   const domid = intOption(p, 'domid', 1, 1, 0x7fef);
   const bdf = parseBdf(p.options.get('bdf')?.[0] ?? '00:05.0');
-  const specs = [...(p.options.get('usbdevice') ?? []), ...(p.options.get('device') ?? [])];
+  // Devices go on the ports in command-line order, -usbdevice and -device mixed (as QEMU attaches them).
+  const specs = p.order.filter((o) => o.name === 'usbdevice' || o.name === 'device').map((o) => o.value);
   specs.forEach((s) => parseDeviceSpec(s)); // refuse bad / unsupported names before touching Xen
   const vcpusOpt = p.options.has('vcpus') ? intOption(p, 'vcpus', 1, 1, 128) : undefined;
   const logger = new StreamLogger({ json: p.options.has('log-json'), level: p.options.has('verbose') ? 'debug' : 'info', write: (l) => err(l + '\n') });

@@ -167,6 +167,29 @@ test('serves a simulated hypervisor: devices from the command line, control sock
   expect(logs.some((l) => l.component === 'control' && l.msg === 'usb_add')).toBe(true);
 });
 
+test('devices take the ports in command-line order, -device and -usbdevice mixed (as QEMU attaches them)', async () => {
+  const hv = new SimHypervisor({ domid: 4, vcpus: 1 });
+  let server!: IoreqServer;
+  let ports!: UsbPorts;
+  const done = xenCommand(['--domid', '4', '-device', 'usb-tablet,serial=42', '-usbdevice', 'keyboard'], {
+    platform: hv.platform,
+    signals: false,
+    err: () => undefined,
+    out: () => undefined,
+    onReady: (s, p) => {
+      server = s;
+      ports = p;
+    },
+  });
+  while (!server) await new Promise((r) => setTimeout(r, 5));
+  expect(ports.list().map((d) => [d.port, d.kind])).toEqual([
+    [1, 'tablet'],
+    [2, 'keyboard'],
+  ]);
+  await server.stop('signal');
+  expect(await done).toBe(0);
+});
+
 test('--simulate in a separate process: the guest enumerates, SIGTERM destroys the server and exits 0', async () => {
   const built = join(process.cwd(), 'dist/src/cli/xen.js');
   if (!existsSync(built)) throw new Error('dist/ is not built: run `npm run build` before this test (npm test does)');
