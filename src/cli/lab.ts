@@ -36,7 +36,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   rounds: { value: true, help: 'with --passthrough: gadget removals mid-transfer (default 5)' },
   xen: { value: false, help: 'real Xen 4.17 under QEMU TCG: an HVM domU served by uhci-dm xen in dom0 (tablet + keyboard), after a reference domU with QEMU-xen\'s UHCI, then xl save / xl restore with uhci-dm following (minutes; needs the Xen packages, see docs/xen.md)' },
   'no-reference': { value: false, help: 'with --xen: skip the reference domU' },
-  'no-save-restore': { value: false, help: 'with --xen: skip the xl save / xl restore part' },
+  'no-save-restore': { value: false, help: 'with --xen: skip the xl save / xl restore part (and the passthrough that follows it)' },
+  'no-passthrough': { value: false, help: "with --xen: skip the hot-plug of a dom0 USB gadget through libusb after the restore" },
   help: { value: false, help: 'this text' },
 };
 
@@ -106,17 +107,20 @@ export async function labCommand(argv: string[]): Promise<number> {
       if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --xen`);
     }
     const saveRestore = !p.options.has('no-save-restore');
+    const hostPassthrough = saveRestore && !p.options.has('no-passthrough');
     const r = await runXenLab({
       reference: !p.options.has('no-reference'),
       saveRestore,
+      hostPassthrough,
       timeout: intOption(p, 'timeout', 540, 60, 7200),
       progress: (m) => process.stderr.write(`lab: ${m}\n`),
     });
     if (json) process.stdout.write(JSON.stringify({ ...r, serial: undefined }, null, 2) + '\n');
     else process.stdout.write(formatXenLabResult(r) + '\n');
-    return r.dm.done && r.uhciDmExit === 0 && (!saveRestore || r.restored?.uhciDmExitAfterSave === 0) ? 0 : 1;
+    const ok = r.dm.done && r.uhciDmExit === 0 && (!saveRestore || r.restored?.uhciDmExitAfterSave === 0) && (!hostPassthrough || (r.hotplug?.address ?? 0) !== 0);
+    return ok ? 0 : 1;
   }
-  for (const o of ['no-reference', 'no-save-restore']) if (p.options.has(o)) throw new UsageError(`--${o} only applies to --xen`);
+  for (const o of ['no-reference', 'no-save-restore', 'no-passthrough']) if (p.options.has(o)) throw new UsageError(`--${o} only applies to --xen`);
   if (p.options.has('usbtest')) {
     const plan = p.options.has('iterations') ? { ...CI_USBTEST_PLAN, iterations: intOption(p, 'iterations', 100, 1, 100000), caseParams: undefined } : CI_USBTEST_PLAN;
     const r = await runUsbtestLab({ ...plan, timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000, onProgress: (m) => process.stderr.write(`lab: ${m}\n`) });

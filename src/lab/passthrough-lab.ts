@@ -83,9 +83,32 @@ export function hidGadgetScript(udc = 'dummy_udc.1'): string {
   ].join('\n');
 }
 
+/** The configfs SourceSink gadget the passthrough labs use (0525:a4a0, Linux gadget zero's ids). */
+export const SOURCESINK_GADGET = { vendorId: 0x0525, productId: 0xa4a0, manufacturer: 'uhci-dm', product: 'SourceSink gadget', serial: '4242' } as const;
+
+/**
+ * Shell: create the SourceSink gadget (configfs must be mounted, libcomposite and usb_f_ss_lb loaded)
+ * at full speed and bind it to `udc`; `onBindError` runs if binding fails. Ends in /.
+ */
+export function sourceSinkGadgetScript(onBindError: string, udc = 'dummy_udc.0'): string {
+  const g = '/sys/kernel/config/usb_gadget/g1';
+  const G = SOURCESINK_GADGET;
+  const hex = (n: number) => '0x' + n.toString(16).padStart(4, '0');
+  return [
+    `mkdir -p ${g} && cd ${g}`,
+    `echo ${hex(G.vendorId)} > idVendor; echo ${hex(G.productId)} > idProduct; echo 0x0200 > bcdUSB`,
+    `mkdir -p strings/0x409; echo ${G.manufacturer} > strings/0x409/manufacturer; echo "${G.product}" > strings/0x409/product; echo ${G.serial} > strings/0x409/serialnumber`,
+    'mkdir -p functions/SourceSink.0; echo 1 > functions/SourceSink.0/pattern',
+    'mkdir -p configs/c.1/strings/0x409; echo "source and sink" > configs/c.1/strings/0x409/configuration',
+    'ln -s functions/SourceSink.0 configs/c.1/',
+    'echo full-speed > max_speed',
+    `echo ${udc} > UDC || ${onBindError}`,
+    'cd /',
+  ].join('\n');
+}
+
 /** Guest shell: dummy_hcd at full speed, the configfs SourceSink gadget, host root, the proof. */
 export function passthroughGuestScript(opts: PassthroughLabOptions, root = repoRoot(), node = process.execPath): string {
-  const g = '/sys/kernel/config/usb_gadget/g1';
   const hid = opts.hid ?? true;
   const bytes = opts.bytes ?? 1 << 20;
   const progress = opts.progressBytes ?? (bytes >= 20 << 20 ? 10 << 20 : 0);
@@ -95,15 +118,7 @@ export function passthroughGuestScript(opts: PassthroughLabOptions, root = repoR
     // Reload dummy_hcd full speed only (insmod at boot used the high-speed default), two UDC/HCD pairs:
     // dummy_udc.0 for the SourceSink gadget, dummy_udc.1 for the HID gadget.
     'rmmod dummy_hcd; insmod /lib/modules/dummy_hcd.ko is_high_speed=0 is_super_speed=0 num=2 || echo "@@PT error {\\"message\\":\\"dummy_hcd\\"}"',
-    `mkdir -p ${g} && cd ${g}`,
-    'echo 0x0525 > idVendor; echo 0xa4a0 > idProduct; echo 0x0200 > bcdUSB',
-    'mkdir -p strings/0x409; echo uhci-dm > strings/0x409/manufacturer; echo "SourceSink gadget" > strings/0x409/product; echo 4242 > strings/0x409/serialnumber',
-    'mkdir -p functions/SourceSink.0; echo 1 > functions/SourceSink.0/pattern',
-    'mkdir -p configs/c.1/strings/0x409; echo "source and sink" > configs/c.1/strings/0x409/configuration',
-    'ln -s functions/SourceSink.0 configs/c.1/',
-    'echo full-speed > max_speed',
-    'echo dummy_udc.0 > UDC || echo "@@PT error {\\"message\\":\\"bind UDC\\"}"',
-    'cd /',
+    sourceSinkGadgetScript('echo "@@PT error {\\"message\\":\\"bind UDC\\"}"'),
     ...(hid ? [hidGadgetScript()] : []),
     'sleep 2',
     'cat /sys/bus/usb/devices/*/speed 2>/dev/null | tr "\\n" " "; echo',

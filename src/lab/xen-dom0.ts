@@ -140,6 +140,15 @@ export interface Dom0ScenarioOptions {
    * uhci-dm-restored.log).
    */
   saveRestore?: { uhciDmArgs: readonly string[]; inputCommands: readonly string[]; hidDevices: number };
+  /**
+   * Host passthrough under Xen: dom0 gets a USB device of its own (dummy_hcd
+   * and `gadgetScript`, a configfs gadget); after the input that follows the
+   * restore, the keyboard on port `port` is hot-removed and the gadget
+   * (`devname`, e.g. host:0525:a4a0) hot-added in its place through the
+   * control socket, and the script waits until the guest addressed it. The
+   * uhci-dm serving the restored domain needs --host-usb.
+   */
+  hostPassthrough?: { gadgetScript: string; remove: string; devname: string; port: number };
   /** Run uhci-dm under gdb (batch: backtrace on a crash into uhci-dm.stdout). */
   gdb?: boolean;
   /** Run uhci-dm under strace (system calls into uhci-dm.strace). */
@@ -284,6 +293,16 @@ waitready() {
 }
 
 ${
+  o.hostPassthrough
+    ? `# A USB device in dom0 for passthrough: dummy_hcd (full speed) and a configfs gadget on its UDC.
+modprobe dummy_hcd is_high_speed=0 is_super_speed=0 && modprobe -a libcomposite usb_f_ss_lb || say gadget-modules-failed
+mount -t configfs none /sys/kernel/config 2>/dev/null
+${o.hostPassthrough.gadgetScript}
+sleep 1
+say gadget $(cat /sys/bus/usb/devices/*/idVendor 2>/dev/null | tr '\n' ' ')
+`
+    : ''
+}${
   o.reference
     ? `# One HVM domU at a time: with both running at once, one triple-faulted in
 # SeaBIOS's linuxboot ROM under nested TCG; creating the second (paused) and
@@ -341,7 +360,16 @@ ${o.saveRestore ? `    # The function is saved after the guest suspended itself 
       ctl --until-polled ${o.saveRestore.hidDevices} --within 120 ${o.saveRestore.inputCommands.map(q).join(' ')} > $L/input-replies-restored.txt 2>&1
       say dm-polled-restored $(head -1 $L/input-replies-restored.txt)
       say dm-input-sent-restored $(grep -c '"return"' $L/input-replies-restored.txt)
-    else
+${
+  o.hostPassthrough
+    ? `      # Hot-unplug the keyboard, hot-plug dom0's gadget in its place (libusb passthrough).
+      ctl '{"execute":"usb_del","arguments":{"devname":"${o.hostPassthrough.remove}"}}' '{"execute":"usb_add","arguments":{"devname":"${o.hostPassthrough.devname}","port":${o.hostPassthrough.port}}}' > $L/hotplug.txt 2>&1
+      say dm-hotplug $(grep -c '"return"' $L/hotplug.txt)
+      ctl --until-address ${o.hostPassthrough.port} --within 60 '{"execute":"query-usb"}' > $L/hotplug-usb.txt 2>&1
+      say dm-hotplug-addressed $(head -1 $L/hotplug-usb.txt)
+`
+    : ''
+}    else
       say dm-restore-failed
     fi
 ` : ''}  else

@@ -31,6 +31,7 @@ import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_T
 import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
 import { afterRestorePlan, defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
 import { parseDeviceSpec } from '../xen/usb-ports.js';
+import { SOURCESINK_GADGET, sourceSinkGadgetScript } from './passthrough-lab.js';
 
 /** Something the Xen lab needs is missing on this host (user-facing). */
 export class XenLabError extends Error {
@@ -56,6 +57,13 @@ export interface XenLabOptions {
   domUTimeout?: number;
   /** After the input, xl save / xl restore the domU with uhci-dm following, then input again (default true). */
   saveRestore?: boolean;
+  /**
+   * Host passthrough under Xen (needs saveRestore): dom0 gets a USB gadget
+   * (dummy_hcd + the configfs SourceSink gadget, 0525:a4a0); after the input
+   * that follows the restore, the keyboard is hot-removed and the gadget
+   * hot-added in its place through libusb (default true).
+   */
+  hostPassthrough?: boolean;
   /** Run uhci-dm under gdb in dom0 (debugging crashes; output in uhci-dm.stdout). */
   gdb?: boolean;
   /** Run uhci-dm under strace in dom0 (output in uhci-dm.strace). */
@@ -92,6 +100,8 @@ export interface XenLabResult {
   uhciDmLog: Record<string, unknown>[];
   /** With saveRestore: the restored domain's id, the first uhci-dm's exit code after the save, the second one's log. */
   restored: { domid: number | null; uhciDmExitAfterSave: number | null; uhciDmLog: Record<string, unknown>[] } | null;
+  /** With hostPassthrough: the control-socket replies to usb_del + usb_add, and the USB address the guest gave the gadget (0: none). */
+  hotplug: { replies: number; address: number; waitedMs: number } | null;
   /** Everything from the outer QEMU's serial (Xen + dom0 console). */
   serial: string;
   workDir: string;
@@ -266,6 +276,9 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   mkdirSync(workDir, { recursive: true });
   const devices = opts.devices ?? ['usb-tablet,serial=42', 'keyboard'];
   const withSaveRestore = opts.saveRestore ?? true;
+  const withPassthrough = opts.hostPassthrough ?? true;
+  const kbdPort = devices.findIndex((d) => parseDeviceSpec(d).kind === 'keyboard') + 1;
+  if (withPassthrough && (!withSaveRestore || kbdPort === 0)) throw new XenLabError('host passthrough in the Xen lab replaces the keyboard after the restore: it needs save/restore and a keyboard');
   const reference = opts.reference ?? true;
   const domUTimeout = opts.domUTimeout ?? 300;
   // The reference domU gets no input (evwait 1); the uhci-dm one reads input
@@ -276,10 +289,15 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, withSaveRestore ? 75 : 25) }));
   const dmArgs = [...deviceArgs(devices), '--record', `${DOM0_LABDIR}/xen.uhcitrace.gz`, '--log-json', '--verbose'];
   // After restore: the same devices (the snapshot re-creates them anyway), its own trace.
-  const restoredArgs = [...deviceArgs(devices), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
+  const restoredArgs = [...deviceArgs(devices), ...(withPassthrough ? ['--host-usb'] : []), '--record', `${DOM0_LABDIR}/xen-restored.uhcitrace.gz`, '--log-json', '--verbose'];
+  const G = SOURCESINK_GADGET;
+  const hex4 = (n: number) => n.toString(16).padStart(4, '0');
+  const hostPassthrough = withPassthrough
+    ? { gadgetScript: sourceSinkGadgetScript('say gadget-bind-failed'), remove: 'keyboard', devname: `host:${hex4(G.vendorId)}:${hex4(G.productId)}`, port: kbdPort }
+    : undefined;
   const hidDevices = hidKinds(devices).length;
   const saveRestore = withSaveRestore ? { uhciDmArgs: restoredArgs, inputCommands: inputCommands(devices, afterRestorePlan), hidDevices } : undefined;
-  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, domUTimeout, dmExitTimeout: 30 }));
+  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, hostPassthrough, domUTimeout, dmExitTimeout: 30 }));
 
   const args = [
     '-accel', opts.accel ?? 'tcg', '-cpu', opts.cpu ?? OUTER_CPU, '-smp', String(opts.smp ?? 2), '-m', '3072', '-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot',
@@ -382,6 +400,17 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   const restoredMatch = withSaveRestore ? last(/@@XEN:dm-restored (\d+)/) : null;
   const dmIds = dmId === null ? [] : restoredMatch ? [dmId, Number(restoredMatch[1])] : [dmId];
   const exitAfterSave = last(/@@XEN:uhci-dm-exit-save (\d+)/);
+  const hotplugResult = () => {
+    const replies = last(/@@XEN:dm-hotplug (\d+)/);
+    const addressed = last(/@@XEN:dm-hotplug-addressed (\{[^}]*\})/);
+    let a: { address?: unknown; waitedMs?: unknown } = {};
+    try {
+      if (addressed) a = JSON.parse(addressed[1]!) as typeof a;
+    } catch {
+      // not JSON: no address
+    }
+    return { replies: replies ? Number(replies[1]) : 0, address: typeof a.address === 'number' ? a.address : 0, waitedMs: typeof a.waitedMs === 'number' ? a.waitedMs : 0 };
+  };
   return {
     phases,
     reference: reference && refId !== null ? channel.report(refId) : null,
@@ -389,6 +418,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     lost: { ref: refId !== null ? channel.lost(refId) : [], dm: dmIds.length ? channel.lost(...dmIds) : [] },
     uhciDmExit: exitMatch ? Number(exitMatch[1]) : null,
     uhciDmLog,
+    hotplug: withPassthrough ? hotplugResult() : null,
     restored: withSaveRestore
       ? { domid: restoredMatch ? Number(restoredMatch[1]) : null, uhciDmExitAfterSave: exitAfterSave ? Number(exitAfterSave[1]) : null, uhciDmLog: readLog('uhci-dm-restored.log') }
       : null,
@@ -425,6 +455,7 @@ export function formatXenLabResult(r: XenLabResult): string {
     const rlog = r.restored.uhciDmLog.filter((l) => l.level !== 'debug').map((l) => String(l.msg));
     out.push(`save/restore: restored as domain ${r.restored.domid}; first uhci-dm exit after the save: ${r.restored.uhciDmExitAfterSave}; restored uhci-dm log: ${rlog.join(' | ')}`);
   }
+  if (r.hotplug) out.push(`passthrough: usb_del + usb_add replies ${r.hotplug.replies}/2; dom0's gadget got USB address ${r.hotplug.address} in the domU after ${r.hotplug.waitedMs} ms`);
   out.push(`phases (s since start): ${JSON.stringify(r.phases)}`);
   out.push(`elapsed ${r.elapsed} s; work dir (logs): ${r.workDir}`);
   return out.join('\n');

@@ -12,7 +12,9 @@
  * uhci-dm saving the function state and exiting when the domain is
  * destroyed, `xl restore`, a new uhci-dm restoring that state for the new
  * domid, and the tablet and keyboard still delivering (different) input to
- * the same Linux afterwards; uhci-dm exits 0 once the domain is gone,
+ * the same Linux afterwards; then the keyboard hot-removed and a USB gadget
+ * of dom0's own (dummy_hcd) hot-added through libusb, enumerated by the
+ * domU's Linux; uhci-dm exits 0 once the domain is gone,
  * having destroyed its ioreq server. Prints the time of each phase.
  *
  * Needs the compiled dist/ (npm test builds it), the apt packages listed in
@@ -95,6 +97,22 @@ d('Xen 4.17 under QEMU TCG: uhci-dm serves an HVM domU as an ioreq server', () =
     expect(second.filter((l) => l.msg === 'restore').map((l) => l.ok)).toEqual([true]);
     expect(second.filter((l) => l.msg === 'input-send-event').map((l) => l.ok)).toEqual(Array(7).fill(true));
     expect(second.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
+  test("host passthrough under Xen: after the restore the keyboard is hot-removed and dom0's USB gadget hot-added through libusb; the domU enumerates it", () => {
+    // dom0 had the gadget (dummy_hcd + configfs SourceSink 0525:a4a0) on its own USB bus.
+    expect(r.phases).toHaveProperty(['gadget']);
+    expect(r.hotplug).toMatchObject({ replies: 2 });
+    expect(r.hotplug!.address).toBeGreaterThan(0);
+    const klog = r.dm.kernelLog.join('\n');
+    expect(klog).toMatch(/usb 1-2: USB disconnect/);
+    expect(klog).toMatch(/usb 1-2: new full-speed USB device number \d+ using uhci_hcd/);
+    expect(klog).toMatch(/usb 1-2: New USB device found, idVendor=0525, idProduct=a4a0/);
+    expect(klog).toMatch(/usb 1-2: Product: SourceSink gadget/);
+    expect(klog).toMatch(/usb 1-2: Manufacturer: uhci-dm/);
+    expect(klog).toMatch(/usb 1-2: SerialNumber: 4242/);
+    const second = r.restored!.uhciDmLog;
+    expect(second.filter((l) => l.msg === 'usb_del' || l.msg === 'usb_add').map((l) => [l.msg, l.ok])).toEqual([['usb_del', true], ['usb_add', true]]);
   });
 
   test('uhci-dm (the one serving the restored domain) exits 0 after the domain is gone and destroys its ioreq server', () => {
