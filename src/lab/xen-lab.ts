@@ -283,7 +283,10 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   const domUTimeout = opts.domUTimeout ?? 300;
   // The reference domU gets no input (evwait 1); the uhci-dm one reads input
   // events for 25 s after its @@LAB:ready, which dom0 sees by polling
-  // `xl dmesg` (measured: input sent 2-3 s after ready).
+  // `xl dmesg` (measured: input sent 2-3 s after ready); with save/restore
+  // for 75 s of guest time (its clock stands still while it is saved; measured:
+  // ~5 s before the save, input ~6 s and the hot-plug ~10 s after the unpause),
+  // after which it reports its kernel log (the hot-plug) and powers off.
   const extra = (n: number, evwait: number) => `lab.devices=${n} lab.inputs=${n} lab.wait=120 lab.evwait=${evwait}`;
   writeFileSync(join(workDir, 'ref.cfg'), domUConfig({ name: 'ref', kernel, ramdisk: domUInitrd, extra: extra(1, 1), qemuUsbDevices: ['tablet'] }));
   writeFileSync(join(workDir, 'dm.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(devices.length, withSaveRestore ? 75 : 25) }));
