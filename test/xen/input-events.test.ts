@@ -62,26 +62,10 @@ test('uhci-dm xen: input-send-event on the control socket reaches the devices, a
   const net = (await import('node:net')).default;
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const { xenCommand } = await import('../../src/cli/xen.js');
-  const { SimHypervisor } = await import('../../src/xen/sim/hypervisor.js');
-  type Server = import('../../src/xen/ioreq-server.js').IoreqServer;
-  type Ports = import('../../src/xen/usb-ports.js').UsbPorts;
+  const { startSimXen } = await import('./sim-xen.js');
   const dir = mkdtempSync(join(tmpdir(), 'uhci-xen-input-'));
   const sock = join(dir, 'ctl.sock');
-  const hv = new SimHypervisor({ domid: 3, vcpus: 1 });
-  let server: Server | undefined;
-  let ports: Ports | undefined;
-  const done = xenCommand(['--domid', '3', '-usbdevice', 'tablet', '-usbdevice', 'keyboard', '--control', sock, '--record', join(dir, 't.uhcitrace.gz')], {
-    platform: hv.platform,
-    signals: false,
-    err: () => undefined,
-    out: () => undefined,
-    onReady: (s, p) => {
-      server = s;
-      ports = p;
-    },
-  });
-  while (!server) await new Promise((r) => setTimeout(r, 5));
+  const { server, ports, done } = await startSimXen(['--domid', '3', '-usbdevice', 'tablet', '-usbdevice', 'keyboard', '--control', sock, '--record', join(dir, 't.uhcitrace.gz')], { domid: 3 });
   const s = net.connect(sock);
   s.setEncoding('utf8');
   let buf = '';

@@ -16,6 +16,7 @@ import { SimGuestBus } from '../../src/xen/sim/vcpu.js';
 import { UhciGuestDriver } from '../../src/guest/uhci-driver.js';
 import type { IoreqServer } from '../../src/xen/ioreq-server.js';
 import type { UsbPorts } from '../../src/xen/usb-ports.js';
+import { startSimXen } from './sim-xen.js';
 
 const hypervisorPresent = existsSync('/dev/xen/privcmd') || existsSync('/proc/xen/privcmd');
 
@@ -168,26 +169,13 @@ test('serves a simulated hypervisor: devices from the command line, control sock
 });
 
 test('devices take the ports in command-line order, -device and -usbdevice mixed (as QEMU attaches them)', async () => {
-  const hv = new SimHypervisor({ domid: 4, vcpus: 1 });
-  let server!: IoreqServer;
-  let ports!: UsbPorts;
-  const done = xenCommand(['--domid', '4', '-device', 'usb-tablet,serial=42', '-usbdevice', 'keyboard'], {
-    platform: hv.platform,
-    signals: false,
-    err: () => undefined,
-    out: () => undefined,
-    onReady: (s, p) => {
-      server = s;
-      ports = p;
-    },
-  });
-  while (!server) await new Promise((r) => setTimeout(r, 5));
-  expect(ports.list().map((d) => [d.port, d.kind])).toEqual([
+  const x = await startSimXen(['--domid', '4', '-device', 'usb-tablet,serial=42', '-usbdevice', 'keyboard'], { domid: 4 });
+  expect(x.ports.list().map((d) => [d.port, d.kind])).toEqual([
     [1, 'tablet'],
     [2, 'keyboard'],
   ]);
-  await server.stop('signal');
-  expect(await done).toBe(0);
+  await x.server.stop('signal');
+  expect(await x.done).toBe(0);
 });
 
 test('--simulate in a separate process: the guest enumerates, SIGTERM destroys the server and exits 0', async () => {
