@@ -3,6 +3,7 @@
  * user can fix (bad arguments, missing QEMU, corrupt files) print one line
  * and exit with a non-zero code, never a stack trace.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { UsageError } from './args.js';
 
 export const VERSION = '0.1.0';
@@ -57,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`uhci-dm: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof Error && (e as { userFacing?: boolean }).userFacing) {
+    if (e instanceof UserFacingError) {
       process.stderr.write(`uhci-dm: ${e.message}\n`);
       return 1;
     }

@@ -8,6 +8,7 @@
  * control socket's `inspect` command; `--pcap FILE` streams the transfers
  * as a usbmon pcap while the guest runs. See docs/xen.md.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { StreamLogger } from '../log/logger.js';
 import { RealClock } from '../platform/clock.js';
 import { UhciPciFunction } from '../device/uhci-pci-function.js';
@@ -63,13 +64,7 @@ export interface XenCommandIo {
 }
 
 /** The process could not change to the --runas user. */
-export class RunAsError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'RunAsError';
-  }
-}
+export class RunAsError extends UserFacingError {}
 
 /** setgroups/setgid/setuid to USER[:GROUP] (GROUP defaults to a group named like the user). */
 function dropPrivileges(spec: string): void {
@@ -99,7 +94,7 @@ export async function xenCommand(argv: string[], io: XenCommandIo = {}): Promise
       err(`uhci-dm xen: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof Error && ((e as { userFacing?: boolean }).userFacing || e instanceof XenCallError)) {
+    if (e instanceof UserFacingError || e instanceof XenCallError) {
       err(`uhci-dm xen: ${e.message}\n`);
       return 1;
     }

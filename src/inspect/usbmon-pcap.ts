@@ -36,6 +36,7 @@
  * timestamp than the completion written before it; pcap allows that and
  * Wireshark shows the packets in file order).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { Urb } from './transfers.js';
 import { ERRNO } from './usb-requests.js';
@@ -151,13 +152,7 @@ export function usbmonPcap(urbs: readonly Urb[], startUnixMs: number, busnum = 1
 }
 
 /** The pcap file cannot be written. */
-export class PcapWriteError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'PcapWriteError';
-  }
-}
+export class PcapWriteError extends UserFacingError {}
 
 /**
  * A usbmon pcap written while a run goes on: the file header when opened,

@@ -5,6 +5,7 @@
  * stored uncompressed). The initramfs is cached under `.cache/lab/`
  * keyed by everything that goes into it.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
@@ -18,13 +19,7 @@ import { GUEST_INIT } from './guest-init.js';
 export const DEFAULT_MODULES = ['usb-common', 'usbcore', 'uhci-hcd', 'hid', 'usbhid', 'hid-generic', 'evdev'];
 
 /** Something the guest image needs is missing on this host (user-facing). */
-export class GuestImageError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'GuestImageError';
-  }
-}
+export class GuestImageError extends UserFacingError {}
 
 export interface GuestImageOptions {
   /** Extra modules (names as modprobe takes them) on top of DEFAULT_MODULES. */

@@ -5,6 +5,7 @@
  * same guest boots with QEMU's own piix3-usb-uhci + usb-tablet/usb-kbd
  * instead, for a side-by-side comparison.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -148,13 +149,7 @@ class CollectingLogger implements Logger {
 }
 
 /** The lab options cannot work together (user-facing). */
-export class LabConfigError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'LabConfigError';
-  }
-}
+export class LabConfigError extends UserFacingError {}
 
 let runCounter = 0;
 

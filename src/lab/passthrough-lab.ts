@@ -25,6 +25,7 @@
  * Needs the compiled dist/ (npm run build) and the repository visible at
  * the same path in the guest (it is: the host root is exported).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { HID_GADGET } from '../guest/passthrough-proof-facts.js';
@@ -32,10 +33,7 @@ import { reportDescriptor } from '../usb/hid/qemu-hid-descriptors.js';
 import { HOST_ROOT_MODULES, hostRootMountScript, hostRootQemuArgs, repoRoot } from './guest-image.js';
 import { runLab, type LabResult } from './lab.js';
 
-export class PassthroughLabError extends Error {
-  override name = 'PassthroughLabError';
-  readonly userFacing = true;
-}
+export class PassthroughLabError extends UserFacingError {}
 
 export interface PassthroughLabOptions {
   /** Bytes per direction for the bulk IN/OUT runs (default 1 MiB). */

@@ -19,6 +19,7 @@
  * qemu-system-x86 grub-pc-bin grub-common xorriso mtools linux-image-amd64
  * busybox-static cpio.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
@@ -34,13 +35,7 @@ import { parseDeviceSpec } from '../xen/usb-ports.js';
 import { SOURCESINK_GADGET, sourceSinkGadgetScript } from './passthrough-lab.js';
 
 /** Something the Xen lab needs is missing on this host (user-facing). */
-export class XenLabError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'XenLabError';
-  }
-}
+export class XenLabError extends UserFacingError {}
 
 export interface XenLabOptions {
   /** Run the reference domU with QEMU-xen's own UHCI + tablet first (default true). */

@@ -5,16 +5,11 @@
  * FFI package (x86-64 Linux, glibc). Structure layouts below are the
  * x86-64 Linux ABI (<sys/socket.h>, <poll.h>).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { createRequire } from 'node:module';
 
 /** koffi is missing or libc could not be bound (user-facing). */
-export class NativeUnavailableError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'NativeUnavailableError';
-  }
-}
+export class NativeUnavailableError extends UserFacingError {}
 
 /** A libc call failed; `errno` is the C errno. */
 export class SyscallError extends Error {

@@ -3,18 +3,13 @@
  * exist and offer the multi-process proxy device (`x-pci-proxy-dev`, QEMU
  * 6.0+ built with multiprocess support; Debian's qemu-system-x86 7.2 has it).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { execFile } from 'node:child_process';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 
 /** QEMU is missing or cannot host the proxy device (user-facing). */
-export class QemuUnavailableError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'QemuUnavailableError';
-  }
-}
+export class QemuUnavailableError extends UserFacingError {}
 
 export interface QemuInfo {
   binary: string;

@@ -15,6 +15,7 @@
  * frames and the anomalies found so far, as text or as the JSON object of
  * `uhci-dm inspect --json`).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
@@ -40,13 +41,7 @@ export interface ControlTarget {
   quit(): void;
 }
 
-export class ControlSocketError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'ControlSocketError';
-  }
-}
+export class ControlSocketError extends UserFacingError {}
 
 class CommandError extends Error {}
 

@@ -11,6 +11,7 @@
  * `device`, pointer events go to the first tablet (abs) or mouse (rel) and
  * key events to the first keyboard, like QEMU's "active handler" routing.
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import type { HidUsbDevice } from '../usb/hid/hid-device.js';
 import type { PointerInput } from '../usb/hid/hid-core.js';
 import { HidPointerDevice, BUTTON_EXTRA, BUTTON_LEFT, BUTTON_MIDDLE, BUTTON_RIGHT, BUTTON_SIDE } from '../usb/hid/pointer-device.js';
@@ -19,13 +20,7 @@ import { UsbMouse } from '../usb/hid/mouse.js';
 import { UsbKeyboard } from '../usb/hid/keyboard.js';
 import { usagesForText } from '../usb/hid/keymap.js';
 
-export class InputEventError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'InputEventError';
-  }
-}
+export class InputEventError extends UserFacingError {}
 
 /** QMP InputButton names → our report bits (hid.c bmap order). */
 const BUTTONS: Record<string, number> = { left: BUTTON_LEFT, right: BUTTON_RIGHT, middle: BUTTON_MIDDLE, side: BUTTON_SIDE, extra: BUTTON_EXTRA };

@@ -8,6 +8,7 @@
  * Numbers follow the C API: domid_t/ioservid_t are u16, evtchn ports u32,
  * pfns are numbers (a 52-bit pfn fits a double exactly).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 
 /** HVM_IOREQSRV_BUFIOREQ_* (xen/include/public/hvm/dm_op.h). */
 export const HVM_IOREQSRV_BUFIOREQ_OFF = 0;
@@ -40,13 +41,7 @@ export class XenCallError extends Error {
  * missing, or a handle could not be opened (no /dev/xen/privcmd — not dom0,
  * or not root). User-facing: the CLI prints the message as one line.
  */
-export class XenUnavailableError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'XenUnavailableError';
-  }
-}
+export class XenUnavailableError extends UserFacingError {}
 
 /** Memory owned by the other side (foreign mapping, resource mapping). */
 export interface ForeignMapping {

@@ -4,6 +4,7 @@
  * save/restore of the whole function (UhciPciFunction.saveState plus which
  * device sits on which port, so that a restore can re-create them first).
  */
+import { UserFacingError } from '../platform/user-facing-error.js';
 import type { UhciPciFunction, UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import type { Clock } from '../platform/clock.js';
 import { createDevice } from '../usb/devices.js';
@@ -14,22 +15,10 @@ import { HostPassthrough } from '../usb/host/passthrough.js';
 import { formatHostSelector, parseHostSelector, type HostDeviceSelector } from '../usb/host/selector.js';
 
 /** A device name a user may give but that is not implemented yet (host passthrough). */
-export class DeviceNotSupportedError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'DeviceNotSupportedError';
-  }
-}
+export class DeviceNotSupportedError extends UserFacingError {}
 
 /** A bad device name / port / snapshot: user-facing. */
-export class UsbPortError extends Error {
-  readonly userFacing = true;
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'UsbPortError';
-  }
-}
+export class UsbPortError extends UserFacingError {}
 
 /** Canonical emulated-device names (the xl `usbdevice=` spelling). */
 const CANONICAL: Record<string, DeviceKind> = {

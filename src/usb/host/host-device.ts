@@ -74,6 +74,7 @@
  * to hooks.complete once, or given back by the controller through
  * cancelPacket (after which it is never completed).
  */
+import { UserFacingError } from '../../platform/user-facing-error.js';
 import { PID_IN, PID_OUT, PID_SETUP, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../packet.js';
 import { ControlPipe } from '../control-pipe.js';
 import {
@@ -100,14 +101,9 @@ export const DATA_TIMEOUT_MS = 0;
 /** Configuration bmAttributes remote wakeup bit (USB 2.0 Table 9-10). */
 const CFG_ATT_REMOTE_WAKEUP = 0x20;
 
-export class HostDeviceSpeedError extends Error {
-  override name = 'HostDeviceSpeedError';
-  readonly userFacing = true;
-}
+export class HostDeviceSpeedError extends UserFacingError {}
 
-export class HostDeviceOpenError extends Error {
-  override name = 'HostDeviceOpenError';
-  readonly userFacing = true;
+export class HostDeviceOpenError extends UserFacingError {
   constructor(
     msg: string,
     readonly errno: number,

@@ -17,6 +17,7 @@
  *   read from sysfs (/sys/bus/usb/devices/<bus>-<ports>/speed: "1.5", "12",
  *   "480", "5000", ...), elsewhere it is 'unknown'.
  */
+import { UserFacingError } from '../../platform/user-facing-error.js';
 import { readFileSync } from 'node:fs';
 import type * as UsbModule from 'usb';
 import {
@@ -257,10 +258,7 @@ class NodeUsbDeviceAdapter implements LibusbDevice {
 }
 
 /** Thrown when the `usb` package cannot be loaded (no binary for this platform). */
-export class UsbBackendUnavailableError extends Error {
-  override name = 'UsbBackendUnavailableError';
-  readonly userFacing = true;
-}
+export class UsbBackendUnavailableError extends UserFacingError {}
 
 class NodeUsbHost implements LibusbHost {
   private readonly adapters = new WeakMap<NodeUsbDevice, NodeUsbDeviceAdapter>();

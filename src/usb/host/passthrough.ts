@@ -10,14 +10,12 @@
  *   onAttach: (dev) => fn.attach(port, dev)
  *   onDetach: () => fn.detach(port)
  */
+import { UserFacingError } from '../../platform/user-facing-error.js';
 import { HostUsbDevice, type HostUsbDeviceOptions } from './host-device.js';
 import type { LibusbDevice, LibusbHost } from './libusb.js';
 import { formatHostSelector, matchesSelector, type HostDeviceSelector } from './selector.js';
 
-export class HostDeviceNotFoundError extends Error {
-  override name = 'HostDeviceNotFoundError';
-  readonly userFacing = true;
-}
+export class HostDeviceNotFoundError extends UserFacingError {}
 
 export interface HostPassthroughOptions extends Omit<HostUsbDeviceOptions, 'onDisconnect'> {
   /** Plug the opened device into the port. */

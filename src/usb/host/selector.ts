@@ -7,6 +7,7 @@
  *                    e.g. "1-2" or "3-1.4"
  * A "host:" prefix (xl `usbdevice=host:...` style) is accepted and ignored.
  */
+import { UserFacingError } from '../../platform/user-facing-error.js';
 import type { HostDeviceInfo } from './libusb.js';
 
 export type HostDeviceSelector =
@@ -14,10 +15,7 @@ export type HostDeviceSelector =
   | { kind: 'address'; busNumber: number; deviceAddress: number }
   | { kind: 'port'; busNumber: number; portNumbers: number[] };
 
-export class HostSelectorError extends Error {
-  override name = 'HostSelectorError';
-  readonly userFacing = true;
-}
+export class HostSelectorError extends UserFacingError {}
 
 export function parseHostSelector(text: string): HostDeviceSelector {
   const s = text.trim().replace(/^host:/, '');
