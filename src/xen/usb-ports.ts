@@ -84,6 +84,11 @@ function emulatedProps(driver: string, props: Map<string, string>): EmulatedDevi
   return out;
 }
 
+/** What `usb_del NAME` matches for an entry: its kind, or host:SELECTOR for a host device. */
+function entryName(e: PortEntry): string {
+  return e.kind === 'host' ? e.create : e.kind;
+}
+
 /** The spec text that re-creates an emulated device (canonical name plus its properties). */
 function emulatedSpecText(s: { kind: string } & EmulatedDeviceProps): string {
   const props = [
@@ -157,9 +162,7 @@ export interface FunctionSnapshot {
 
 interface PortEntry {
   kind: DeviceKind;
-  /** What usb_del NAME matches: the kind, or host:SELECTOR. */
-  spec: string;
-  /** The spec text that re-creates the device (snapshots). */
+  /** The spec text that re-creates the device (snapshots): the kind with its properties, or host:SELECTOR. */
   create: string;
   passthrough: HostPassthrough | null;
   /** The emulated device as created (the port may hold a wrapper, e.g. the trace recorder's). */
@@ -196,7 +199,7 @@ export class UsbPorts {
     if (port !== undefined) {
       i = port - 1;
       if (!Number.isInteger(port) || i < 0 || i >= this.entries.length) throw new UsbPortError(`no port ${port} (the controller has ${this.entries.length})`);
-      if (this.entries[i]) throw new UsbPortError(`port ${port} is in use (${this.entries[i]!.spec})`);
+      if (this.entries[i]) throw new UsbPortError(`port ${port} is in use (${entryName(this.entries[i]!)})`);
     } else {
       i = this.entries.findIndex((k) => k === null);
       if (i < 0) throw new UsbPortError(`all ${this.entries.length} ports are in use`);
@@ -214,7 +217,7 @@ export class UsbPorts {
         },
       });
       const text = `host:${formatHostSelector(parsed.selector)}`;
-      this.entries[i] = { kind: 'host', spec: text, create: text, passthrough: pt, hid: null };
+      this.entries[i] = { kind: 'host', create: text, passthrough: pt, hid: null };
       try {
         pt.start();
       } catch (e) {
@@ -232,7 +235,7 @@ export class UsbPorts {
       msosDesc: parsed.msosDesc,
     });
     this.fn.attach(i, dev);
-    this.entries[i] = { kind: parsed.kind, spec: parsed.kind, create: emulatedSpecText(parsed), passthrough: null, hid: dev };
+    this.entries[i] = { kind: parsed.kind, create: emulatedSpecText(parsed), passthrough: null, hid: dev };
     return i + 1;
   }
 
@@ -243,7 +246,7 @@ export class UsbPorts {
     else {
       const parsed = parseDeviceSpec(target);
       const want = parsed.kind === 'host' ? `host:${formatHostSelector(parsed.selector)}` : parsed.kind;
-      i = this.entries.findIndex((k) => k?.spec === want);
+      i = this.entries.findIndex((k) => k !== null && entryName(k) === want);
       if (i < 0) throw new UsbPortError(`no ${want} is attached`);
     }
     const entry = this.entries[i];
@@ -309,7 +312,8 @@ export class UsbPorts {
     }
     // An emulated entry's spec must name its kind (older snapshots: just the kind).
     const specs = snap.devices.map((d) => {
-      if (d.kind === 'host' || typeof d.spec !== 'string') return d.kind === 'host' ? d.spec! : d.kind;
+      if (d.kind === 'host') return d.spec!;
+      if (typeof d.spec !== 'string') return d.kind;
       let parsed: DeviceSpec;
       try {
         parsed = parseDeviceSpec(d.spec);
