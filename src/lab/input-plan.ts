@@ -90,26 +90,26 @@ export function applyToModel(dev: HidUsbDevice, a: InputAction): void {
  * machine's PS/2 devices).
  */
 export async function applyToQemu(qmp: QmpClient, deviceId: string | null, a: InputAction): Promise<void> {
-  let events: unknown[];
+  const events = qmpInputEvents(a);
+  await qmp.execute('input-send-event', deviceId ? { device: deviceId, events } : { events });
+}
+
+/** One action as the `events` of QMP's input-send-event (also what uhci-dm's control socket takes). */
+export function qmpInputEvents(a: InputAction): unknown[] {
   switch (a.kind) {
     case 'abs':
-      events = [
+      return [
         { type: 'abs', data: { axis: 'x', value: a.x } },
         { type: 'abs', data: { axis: 'y', value: a.y } },
       ];
-      break;
     case 'rel':
-      events = [
+      return [
         { type: 'rel', data: { axis: 'x', value: a.dx } },
         { type: 'rel', data: { axis: 'y', value: a.dy } },
       ];
-      break;
     case 'button':
-      events = [{ type: 'btn', data: { down: a.left, button: 'left' } }];
-      break;
+      return [{ type: 'btn', data: { down: a.left, button: 'left' } }];
     case 'key':
-      events = [{ type: 'key', data: { down: a.down, key: { type: 'qcode', data: a.key } } }];
-      break;
+      return [{ type: 'key', data: { down: a.down, key: { type: 'qcode', data: a.key } } }];
   }
-  await qmp.execute('input-send-event', deviceId ? { device: deviceId, events } : { events });
 }

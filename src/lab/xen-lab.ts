@@ -30,7 +30,7 @@ import { findKernel, prepareGuestImage, repoRoot, resolveModules } from './guest
 import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_TAG, dom0Scenario, domUConfig } from './xen-dom0.js';
 import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
-import { afterRestorePlan, defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
+import { afterRestorePlan, defaultPlan, qmpInputEvents, type InputAction, type LabDeviceKind } from './input-plan.js';
 import { parseDeviceSpec } from '../xen/usb-ports.js';
 import { SOURCESINK_GADGET, sourceSinkGadgetScript } from './passthrough-lab.js';
 
@@ -230,19 +230,7 @@ function deviceArgs(devices: readonly string[]): string[] {
 /** One control-socket `input-send-event` command per action of the lab's input plan (input-plan.ts; afterRestorePlan when `plan` says so). */
 export function inputCommands(devices: readonly string[], plan: (k: LabDeviceKind) => InputAction[] = defaultPlan): string[] {
   const kinds = hidKinds(devices);
-  const events = (a: InputAction): unknown[] => {
-    switch (a.kind) {
-      case 'abs':
-        return [{ type: 'abs', data: { axis: 'x', value: a.x } }, { type: 'abs', data: { axis: 'y', value: a.y } }];
-      case 'rel':
-        return [{ type: 'rel', data: { axis: 'x', value: a.dx } }, { type: 'rel', data: { axis: 'y', value: a.dy } }];
-      case 'button':
-        return [{ type: 'btn', data: { down: a.left, button: 'left' } }];
-      case 'key':
-        return [{ type: 'key', data: { down: a.down, key: { type: 'qcode', data: a.key } } }];
-    }
-  };
-  return kinds.flatMap((k) => plan(k).map((a) => JSON.stringify({ execute: 'input-send-event', arguments: { device: k, events: events(a) } })));
+  return kinds.flatMap((k) => plan(k).map((a) => JSON.stringify({ execute: 'input-send-event', arguments: { device: k, events: qmpInputEvents(a) } })));
 }
 
 /** Boot Xen under QEMU TCG and run the scenario (see xen-dom0.ts). */
