@@ -368,7 +368,7 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
         this.tokenIn(p);
         break;
       case PID_OUT:
-        this.tokenOut(p);
+        this.pipe.outToken(p);
         break;
       default:
         p.status = 'stall';
@@ -402,10 +402,6 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
     const reply = this.dispatch(this.request(), this.pipe.data());
     p.actualLength = 0;
     if (reply === 'stall') p.status = 'stall';
-  }
-
-  private tokenOut(p: UsbPacket): void {
-    this.pipe.outToken(p);
   }
 
   private dispatch(req: ControlRequest, data: Uint8Array): Uint8Array | 'ack' | 'stall' {
