@@ -281,12 +281,23 @@ waitsock() {
     sleep 0.1; t=$((t+1))
   done
 }
-# Wait up to $2 s for domain id $1 to report @@LAB:ready on port 0xE9 (Xen's console ring).
+# Wait up to $2 s for domain id $1 (named $3) to report @@LAB:ready on port 0xE9 (Xen's console ring).
+# Gives up at once if uhci-dm (pid $DM) is gone: the guest then waits forever for its port I/O.
+# A minute without ready: one line saying whether uhci-dm still runs and how the domain is.
 waitready() {
-  end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
+  end=$(( $(cut -d. -f1 /proc/uptime) + $2 )); next=$(( $(cut -d. -f1 /proc/uptime) + 60 ))
   while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do
     xl dmesg 2>/dev/null | grep -F "(d$1) " | grep -q '=@@LAB:ready' && return 0
     xl domid $3 >/dev/null 2>&1 || return 1
+    if ! kill -0 $DM 2>/dev/null; then
+      say uhci-dm-gone-before-ready
+      dmesg | grep -iE 'segfault|trap|general protection|killed process' | tail -5 | while IFS= read -r l; do echo "@@XEN:klog $l"; done
+      return 1
+    fi
+    [ $(cut -d. -f1 /proc/uptime) -ge $next ] && {
+      next=$((next+60))
+      echo "@@XEN:not-ready $3 $(up) uhci-dm $(cat /proc/$DM/stat 2>/dev/null | cut -d' ' -f3,14,15) $(xl list $3 2>/dev/null | tail -1 | tr -s ' ' | cut -d' ' -f5-6)"
+    }
     sleep 2
   done
   return 1
