@@ -4,9 +4,8 @@
  * and exit with a non-zero code, never a stack trace.
  */
 import { UserFacingError } from '../platform/user-facing-error.js';
+import { VERSION } from '../version.js';
 import { UsageError } from './args.js';
-
-export const VERSION = '0.1.0';
 
 const USAGE = `usage: uhci-dm <command> [options]
 

@@ -7,7 +7,8 @@
  * line on stderr, no stack trace.
  */
 import { TraceFormatError } from '../trace/format.js';
-import { formatDivergence, replayTrace, type ReplayOptions } from '../trace/replay.js';
+import { formatDivergence } from '../trace/divergence.js';
+import { replayTrace, type ReplayOptions } from '../trace/replay.js';
 import { optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {

@@ -21,7 +21,7 @@
  */
 import { ShadowMemory } from '../trace/shadow-memory.js';
 import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
-import { parseHeader, parseSummary, traceLineBatches, type TraceSource } from '../trace/reader.js';
+import { readTrace, type TraceSource } from '../trace/reader.js';
 import {
   LINK_PTR_MASK,
   LINK_Q,
@@ -782,43 +782,10 @@ export interface DecodedTrace {
 
 /** Decode a whole trace file (or its bytes) into `sink`. Throws TraceFormatError for unusable files. */
 export async function decodeTrace(source: TraceSource, sink: DecoderSink, onDecoder?: (d: TraceDecoder) => void): Promise<DecodedTrace> {
-  const name = typeof source === 'string' ? source : 'trace';
-  const batches = traceLineBatches(source);
-  let header: TraceHeader | null = null;
-  let summary: TraceSummary | null = null;
   const dec = new TraceDecoder(sink);
   onDecoder?.(dec);
-  let events = 0;
-  try {
-    for await (const batch of batches) {
-      for (const line of batch) {
-        if (!header) {
-          header = parseHeader(line, name);
-          continue;
-        }
-        if (summary) throw new TraceFormatError(`${name} is corrupt: data after the summary line`);
-        if (line.charCodeAt(0) === 0x7b) {
-          summary = parseSummary(line);
-          if (!summary) throw new TraceFormatError(`${name} is corrupt: line ${events + 2} is neither an event nor the summary`);
-          continue;
-        }
-        events++;
-        let rec: unknown;
-        try {
-          rec = JSON.parse(line);
-        } catch {
-          throw new TraceFormatError(`${name} is corrupt: event ${events} is not valid JSON`);
-        }
-        if (!Array.isArray(rec)) throw new TraceFormatError(`${name} is corrupt: event ${events} is not an event`);
-        dec.event(rec);
-      }
-    }
-  } finally {
-    await batches.return(undefined);
-  }
-  if (!header) throw new TraceFormatError(`${name} is empty (no header line)`);
-  if (!summary) throw new TraceFormatError(`${name} is truncated: no summary line (the recording was not closed)`);
-  return { header, summary, events, frames: dec.frames };
+  const r = await readTrace(source, { event: (rec) => dec.event(rec) });
+  return { ...r, frames: dec.frames };
 }
 
 /**

@@ -53,6 +53,37 @@ export interface TraceSummary {
   endNs: number;
 }
 
+/**
+ * What a trace may hold. A trace is often a file someone was handed, so the
+ * reader refuses anything beyond these limits before it is parsed further,
+ * and the recorder stops recording rather than write a line beyond them.
+ * Each is far above what the checked-in traces need (their maxima in
+ * brackets, from traces/*.gz) and above what the model can produce per event
+ * (at most max(maxBatch, idleCoalesce) + 1 frames of at most
+ * MAX_LINKS_PER_FRAME = 1024 link fetches each, schedule.ts).
+ */
+export const TRACE_LIMITS = {
+  /** Characters of one decompressed line (a trace is ASCII: bytes) [116,833]. */
+  lineChars: 16 * 1024 * 1024,
+  /** Items of one event, nested ones included [10,782]. */
+  eventItems: 1_000_000,
+  /** Levels of item lists inside an event (device calls inside inputs inside ...) [2]. */
+  nesting: 8,
+  /** Bytes of one memory access or packet's data [36]; a TD moves at most 1280 (UHCI DG §3.2.3). */
+  itemBytes: 4096,
+  /** Characters of any other string in an event (a device name, an error message) [45]. */
+  stringChars: 1024,
+  /** 4 KiB pages of guest memory a trace may touch [22]: 256 MiB of shadow memory. */
+  shadowPages: 65536,
+  /**
+   * Beyond the first `ratioAfterBytes` decompressed bytes, at most this many
+   * decompressed bytes per compressed byte read [18]: a gzip bomb is
+   * refused after reading a little more than its own size.
+   */
+  ratio: 256,
+  ratioAfterBytes: 64 * 1024 * 1024,
+} as const;
+
 /** The trace file cannot be used: not a trace, corrupt, truncated, or an unsupported version. */
 export class TraceFormatError extends Error {
   constructor(msg: string) {

@@ -9,17 +9,27 @@
  * transport's clock once, and the model's clock returns that value until the
  * event ends. A replay therefore needs only each event's time to give the
  * model the same view of the clock.
+ *
+ * Limits: the file stops growing at the sink's size cap (`--record-max`),
+ * and recording to it stops when an event line would pass TRACE_LIMITS (a
+ * line too long, more guest pages than the shadow may hold) or the disk
+ * fails (ENOSPC, EIO). Then the file gets the summary line of what it holds
+ * (a complete trace of the run up to there, which replays), one line is
+ * logged, and the model goes on unaffected; observers (live inspection)
+ * keep seeing events.
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
-import { VERSION } from '../cli/main.js';
-import { GzipFileSink, type TraceSink } from './sink.js';
+import type { Logger } from '../uhci/controller.js';
+import { VERSION } from '../version.js';
+import { GzipFileSink, TraceSinkFullError, type TraceSink } from './sink.js';
 import { ShadowMemory } from './shadow-memory.js';
 import {
   INPUT_KINDS,
   OUTPUT_KINDS,
   TRACE_FORMAT,
+  TRACE_LIMITS,
   TRACE_VERSION,
   toHex,
   type TraceHeader,
@@ -36,6 +46,10 @@ export interface RecorderOptions {
   flushBytes?: number;
   /** ... or when this much wall time passed since the last write (default 2000 ms). */
   flushMs?: number;
+  /** Compressed size the file may reach (Recorder.toFile; default DEFAULT_TRACE_MAX_BYTES). */
+  maxBytes?: number;
+  /** Where the one line saying that recording stopped goes. */
+  logger?: Logger;
 }
 
 /** Statistics a finished recording reports (same as the summary line). */
@@ -82,6 +96,13 @@ export class Recorder {
   private buf = '';
   private lastFlush = Date.now();
   private closed = false;
+  /** The file gets no more lines (a limit was reached or the disk failed). */
+  private fileStopped = false;
+  /** Why the file must stop at the end of the current event (the shadow memory is full). */
+  private stopAtLine: string | null = null;
+  /** What the file holds: counts at the end of the buffered text, and at the last write. */
+  private readonly atBuf: TraceSummary = { events: 0, items: 0, frames: 0, skipped: 0, endNs: 0 };
+  private readonly atFlush: TraceSummary = { events: 0, items: 0, frames: 0, skipped: 0, endNs: 0 };
   private readonly observers: RecordingObserver[] = [];
   /** Guest memory as the trace knows it (see ShadowMemory). */
   readonly shadow = new ShadowMemory();
@@ -118,7 +139,12 @@ export class Recorder {
 
   /** A recorder writing a gzip trace file at `path`. */
   static toFile(path: string, opts: RecorderOptions = {}): Recorder {
-    return new Recorder(new GzipFileSink(path), opts);
+    return new Recorder(new GzipFileSink(path, opts.maxBytes), opts);
+  }
+
+  /** False once the file stopped growing (limit or write failure); the run goes on. */
+  get recording(): boolean {
+    return !this.closed && !this.fileStopped && this.sink !== null;
   }
 
   get started(): boolean {
@@ -182,7 +208,7 @@ export class Recorder {
    * level this becomes a line; nested inside another event, an item.
    */
   input<T>(rec: Rec, run: () => T, encode: (r: T) => unknown = defaultEncode): T {
-    if (this.closed) return run();
+    if (this.idle) return run();
     const top = this.depth === 0;
     if (top) {
       const t = this.clock ? this.clock.nowNs() : 0;
@@ -215,7 +241,7 @@ export class Recorder {
 
   /** Record an output item of the current event. */
   output(item: unknown): void {
-    if (this.closed) return;
+    if (this.idle) return;
     if (!this.items) {
       // The model acted outside any input: keep it visible (replay reports it).
       this.input([INPUT_KINDS.orphan, 0], () => this.output(item));
@@ -231,7 +257,7 @@ export class Recorder {
    * are collected, and `finish` supplies the fields known afterwards.
    */
   deviceCall(item: Rec, run: () => void, finish: () => unknown[]): void {
-    if (this.closed) {
+    if (this.idle) {
       run();
       return;
     }
@@ -253,19 +279,72 @@ export class Recorder {
     }
   }
 
+  /** Nobody wants the events any more: the model's calls pass straight through. */
+  private get idle(): boolean {
+    return this.closed || (this.fileStopped && this.observers.length === 0);
+  }
+
   private line(rec: Rec): void {
     this.events++;
     for (const o of this.observers) o.event(rec);
-    if (!this.sink) return;
-    this.buf += JSON.stringify(rec) + '\n';
+    if (!this.sink || this.fileStopped) return;
+    if (this.stopAtLine !== null) return this.stopAfterFlush(this.stopAtLine);
+    const text = JSON.stringify(rec);
+    if (text.length > TRACE_LIMITS.lineChars) return this.stopAfterFlush(`an event line would be longer than ${TRACE_LIMITS.lineChars} characters`);
+    this.buf += text + '\n';
+    const a = this.atBuf;
+    a.events++;
+    a.items = this.itemCount;
+    a.frames = this.counters?.framesProcessed ?? 0;
+    a.skipped = this.counters?.framesSkipped ?? 0;
+    a.endNs = this.lastT;
     if (this.buf.length >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
     else if ((this.events & 63) === 0 && Date.now() - this.lastFlush >= (this.opts.flushMs ?? 2000)) this.flush();
   }
 
   private flush(): void {
-    if (this.buf.length && this.sink) this.sink.write(this.buf);
+    if (this.buf.length && this.sink && !this.fileStopped) {
+      try {
+        this.sink.write(this.buf);
+        Object.assign(this.atFlush, this.atBuf);
+      } catch (e) {
+        if (e instanceof TraceSinkFullError) this.stopFile('limit', `the file reached its size limit of ${e.maxBytes} bytes`);
+        else this.stopFile('error', e instanceof Error ? e.message : String(e));
+      }
+    }
     this.buf = '';
     this.lastFlush = Date.now();
+  }
+
+  /**
+   * The guest touched more memory than a trace may describe: the current
+   * event cannot be written (it ends the file); observers still get it.
+   */
+  shadowFull(why: string): void {
+    this.stopAtLine ??= why;
+  }
+
+  /** The lines buffered so far are fine: write them, then end the file. */
+  private stopAfterFlush(why: string): void {
+    this.flush();
+    this.stopFile('limit', why);
+  }
+
+  /** End the file at its last complete write with a summary of what it holds, and say so once. */
+  private stopFile(reason: 'limit' | 'error', why: string): void {
+    const sink = this.sink;
+    if (!sink || this.fileStopped) return;
+    this.fileStopped = true;
+    this.buf = '';
+    try {
+      sink.write(JSON.stringify({ summary: this.atFlush }) + '\n', true);
+    } catch {
+      // the disk is full: the file ends without a summary (a reader calls it truncated)
+    }
+    sink.close().catch(() => undefined);
+    const fields = { file: sink.name, events: this.atFlush.events, error: why };
+    if (reason === 'limit') this.opts.logger?.log('warn', 'trace', 'trace limit reached; recording stopped, the file holds a complete trace up to here', fields);
+    else this.opts.logger?.log('error', 'trace', 'trace write failed; recording stopped, the model goes on', fields);
   }
 
   /** Write the summary line and close the sink. Events after this are not recorded. */
@@ -273,10 +352,17 @@ export class Recorder {
     if (this.closed) throw new RecorderStateError('recorder already closed');
     if (this.depth !== 0) throw new RecorderStateError('cannot close a recorder inside an event');
     this.closed = true;
-    const summary: TraceSummary = this.progress();
-    if (!this.sink) return summary;
-    this.buf += JSON.stringify({ summary }) + '\n';
+    if (!this.sink) return this.progress();
+    if (this.fileStopped) return { ...this.atFlush };
     this.flush();
+    if (this.fileStopped) return { ...this.atFlush };
+    const summary: TraceSummary = this.progress();
+    try {
+      this.sink.write(JSON.stringify({ summary }) + '\n', true);
+    } catch (e) {
+      this.stopFile('error', e instanceof Error ? e.message : String(e));
+      return { ...this.atFlush };
+    }
     await this.sink.close();
     return summary;
   }
@@ -337,8 +423,16 @@ export class RecordingMemory implements GuestMemory {
     if (shadow.matches(addr, buf)) {
       this.rec.output(buf.length === 4 ? addr : [addr, buf.length]);
     } else {
-      shadow.write(addr, buf);
+      this.updateShadow(addr, buf);
       this.rec.output([addr, toHex(buf)]);
+    }
+  }
+
+  private updateShadow(addr: number, buf: Uint8Array): void {
+    try {
+      this.rec.shadow.write(addr, buf);
+    } catch (e) {
+      this.rec.shadowFull((e as Error).message);
     }
   }
 
@@ -349,7 +443,7 @@ export class RecordingMemory implements GuestMemory {
       if (e instanceof GuestMemoryFault) this.rec.output([OUTPUT_KINDS.writeFault, addr, toHex(buf)]);
       throw e;
     }
-    this.rec.shadow.write(addr, buf);
+    this.updateShadow(addr, buf);
     this.rec.output([OUTPUT_KINDS.write, addr, toHex(buf)]);
   }
 }

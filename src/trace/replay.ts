@@ -10,15 +10,17 @@
  * checks writes, an IRQ line that checks level changes, and devices that
  * check each packet and answer it as the real device did. The first
  * mismatch stops the replay and is reported with the event, the time, the
- * frame number and a decoded view of the schedule at that point.
+ * frame number and a decoded view of the schedule at that point
+ * (divergence.ts). The file is read by readTrace (reader.ts), which holds
+ * every event to TRACE_LIMITS before it gets here.
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import { UhciPciFunction, type UhciPciFunctionOptions, type UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import type { Logger } from '../uhci/controller.js';
-import { decodeTd, formatTd } from '../uhci/descriptors.js';
 import { PID_IN, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../usb/packet.js';
+import { CALL_NAMES, END_OF_EVENT as END, ReplayDivergence, describeItem, describePacket, divergenceContext, type Divergence } from './divergence.js';
 import {
   INPUT_KINDS,
   OUTPUT_KINDS,
@@ -33,9 +35,8 @@ import {
   type TraceHeader,
   type TraceSummary,
 } from './format.js';
-import { parseHeader, parseSummary, traceLineBatches, type TraceSource } from './reader.js';
+import { readTrace, type TraceSource } from './reader.js';
 import { snapshotDigest } from './recorded-function.js';
-import { describeFrame, describeQh } from './schedule-view.js';
 import { ShadowMemory } from './shadow-memory.js';
 
 export interface ReplayOptions {
@@ -47,44 +48,10 @@ export interface ReplayOptions {
   logger?: Logger;
 }
 
-/** The first point where the model did not do what the trace recorded. */
-export interface Divergence {
-  /** 1-based index of the event line. */
-  event: number;
-  /** Event kind (format.ts INPUT_KINDS), e.g. 'ir' or 't'. */
-  kind: string;
-  /** Clock time of the event, ns. */
-  tNs: number;
-  /** FRNUM of the replayed controller when it diverged. */
-  frnum: number;
-  /** Frames the replayed controller had processed. */
-  frames: number;
-  /** Position inside the event (which output, or the result). */
-  where: string;
-  expected: string;
-  got: string;
-  /** Decoded TD/QH involved, controller registers and the frame's schedule. */
-  context: string[];
-}
-
 export type ReplayResult =
   | { ok: true; header: TraceHeader; summary: TraceSummary; events: number; frames: number }
   | { ok: false; header: TraceHeader; events: number; divergence: Divergence };
 
-/** Thrown inside the model's call stack at a mismatch; turned into a Divergence. */
-export class ReplayDivergence extends Error {
-  constructor(
-    readonly expected: string,
-    readonly got: string,
-    /** Guest address involved, with the bytes the trace and the model have there. */
-    readonly mem?: { addr: number; expected?: Uint8Array; got?: Uint8Array },
-  ) {
-    super(`replay diverged: expected ${expected}, got ${got}`);
-    this.name = 'ReplayDivergence';
-  }
-}
-
-const END = Symbol('end of event');
 type Item = unknown;
 type Rec = unknown[];
 
@@ -100,52 +67,6 @@ const STATUSES = new Set<UsbStatus>(['ack', 'nak', 'stall', 'babble', 'ioerror',
 function status(x: unknown): UsbStatus {
   if (typeof x !== 'string' || !STATUSES.has(x as UsbStatus)) corrupt(`unknown packet status ${JSON.stringify(x)}`);
   return x as UsbStatus;
-}
-
-const PID_NAMES: Record<number, string> = { 0x69: 'IN', 0xe1: 'OUT', 0x2d: 'SETUP' };
-
-/** One output item in words (the trace's side of a divergence). */
-export function describeItem(it: Item): string {
-  if (it === END) return 'nothing more (the event ends here)';
-  if (typeof it === 'number') return `read 4 bytes at ${hex32(it)}`;
-  if (!Array.isArray(it)) return JSON.stringify(it);
-  const [k, a, b] = it as unknown[];
-  if (typeof k === 'number') return typeof a === 'number' ? `read ${a} bytes at ${hex32(k)}` : `read ${String(a).length / 2} bytes at ${hex32(k)} (= ${String(a)})`;
-  switch (k) {
-    case OUTPUT_KINDS.write:
-      return `write ${hex32(a as number)} = ${String(b)}`;
-    case OUTPUT_KINDS.readFault:
-      return `read ${String(b)} bytes at ${hex32(a as number)} (faulted)`;
-    case OUTPUT_KINDS.writeFault:
-      return `write ${hex32(a as number)} = ${String(b)} (faulted)`;
-    case OUTPUT_KINDS.irq:
-      return `IRQ ${a ? 'asserted' : 'deasserted'}`;
-    case OUTPUT_KINDS.setTimer:
-      return `arm timer #${String(a)} for now+${String(b)} ns`;
-    case OUTPUT_KINDS.clearTimer:
-      return `clear timer #${String(a)}`;
-    case OUTPUT_KINDS.ioWindow:
-      return `I/O window ${a === null ? 'off' : `at ${hex32(a as number)}`}`;
-    case OUTPUT_KINDS.packet: {
-      const r = it as unknown[];
-      const pid = PID_NAMES[r[2] as number] ?? `PID 0x${Number(r[2]).toString(16)}`;
-      const data = typeof r[6] === 'number' ? `max ${r[6]} bytes` : `data ${String(r[6]) || '(none)'}`;
-      return `packet to port ${Number(a) + 1}: ${pid} dev ${String(r[3])} ep ${String(r[4])}${r[5] ? ' iso' : ''} ${data} (device answered ${String(r[7])}${r[9] ? ' ' + String(r[9]) : ''})`;
-    }
-    case OUTPUT_KINDS.cancel:
-      return `cancel async packet #${String(b)} on port ${Number(a) + 1}`;
-    case OUTPUT_KINDS.deviceReset:
-      return `USB reset of the device on port ${Number(a) + 1}`;
-    default:
-      if (isInputKind(k)) return `input event '${String(k)}'`;
-      return JSON.stringify(it);
-  }
-}
-
-function describePacket(port: number, p: UsbPacket): string {
-  const pid = PID_NAMES[p.pid] ?? `PID 0x${p.pid.toString(16)}`;
-  const data = p.pid === PID_IN ? `max ${p.data.length} bytes` : `data ${toHex(p.data) || '(none)'}`;
-  return `packet to port ${port + 1}: ${pid} dev ${p.devaddr} ep ${p.endpoint}${p.iso ? ' iso' : ''} ${data}`;
 }
 
 // ----------------------------------------------------------------- platform
@@ -603,27 +524,6 @@ class ReplaySession {
   /** Turn a ReplayDivergence into a report with the model's state and the schedule. */
   report(e: ReplayDivergence): Divergence {
     const fn = this.fn;
-    const context: string[] = [];
-    const shadow = this.mem.shadow;
-    const m = e.mem;
-    const td = this.mem.lastTd;
-    if (m && td >= 0 && m.addr >= td && m.addr < td + 16) {
-      const view = (bytes: Uint8Array | undefined) => {
-        const b = shadow.bytes(td, 16);
-        if (bytes) for (let i = 0; i < bytes.length && m.addr - td + i < 16; i++) b[m.addr - td + i] = bytes[i]!;
-        return formatTd(td, decodeTd(b));
-      };
-      context.push(`TD involved, as the trace has it: ${view(m.expected)}`);
-      if (m.got) context.push(`TD involved, as the model made it: ${view(m.got)}`);
-    } else if (td >= 0) {
-      context.push(`last TD fetched: ${formatTd(td, decodeTd(shadow.bytes(td, 16)))}`);
-    }
-    if (this.mem.lastQh >= 0) context.push(`last QH fetched: ${describeQh(shadow, this.mem.lastQh)}`);
-    if (fn) {
-      context.push(`controller: ${fn.controller.describe()}`);
-      context.push(`schedule of frame ${fn.controller.frnum} (guest memory as the trace knows it, before this output):`);
-      for (const l of describeFrame(shadow, fn.controller.flBase, fn.controller.frnum)) context.push('  ' + l);
-    }
     return {
       event: this.event,
       kind: this.kind,
@@ -633,52 +533,9 @@ class ReplaySession {
       where: this.topPos > 0 ? `at output #${this.topPos} of the event` : 'at the start of the event',
       expected: e.expected,
       got: e.got,
-      context,
+      context: divergenceContext(e, this.mem, fn),
     };
   }
-}
-
-/** How a call's return value is introduced in a report. */
-const CALL_NAMES: Record<string, string> = {
-  cr: 'config read ',
-  ir: 'I/O read ',
-  pr: 'port read ',
-  pw: 'port write ',
-  D: 'detach ',
-  S: 'snapshot ',
-  L: 'restore ',
-};
-
-const KIND_NAMES: Record<string, string> = {
-  N: 'create function',
-  cr: 'config read',
-  cw: 'config write',
-  ir: 'I/O read',
-  iw: 'I/O write',
-  pr: 'port read',
-  pw: 'port write',
-  A: 'attach',
-  D: 'detach',
-  X: 'PCI reset',
-  S: 'snapshot',
-  L: 'restore',
-  t: 'timer',
-  C: 'async completion',
-  W: 'remote wakeup',
-  K: 'device activity',
-  o: 'model output outside an input',
-};
-
-/** A divergence as people read it (several lines). */
-export function formatDivergence(d: Divergence, totalEvents?: number): string {
-  const ms = (d.tNs / 1e6).toFixed(6);
-  const lines = [
-    `replay diverged at event ${d.event}${totalEvents ? ` of ${totalEvents}` : ''} (${KIND_NAMES[d.kind] ?? d.kind}, t=${ms} ms, FRNUM=0x${d.frnum.toString(16)}, ${d.frames} frames run), ${d.where}`,
-    `  trace expected: ${d.expected}`,
-    `  model did:      ${d.got}`,
-    ...d.context.map((l) => '  ' + l),
-  ];
-  return lines.join('\n');
 }
 
 /**
@@ -688,62 +545,33 @@ export function formatDivergence(d: Divergence, totalEvents?: number): string {
  */
 export async function replayTrace(source: TraceSource, opts: ReplayOptions = {}): Promise<ReplayResult> {
   const name = typeof source === 'string' ? source : 'trace';
-  const batches = traceLineBatches(source);
-  try {
-    let header: TraceHeader | null = null;
-    let session: ReplaySession | null = null;
-    let summary: TraceSummary | null = null;
-    let divergence: Divergence | null = null;
-    let events = 0;
-    for await (const batch of batches) {
-      for (const line of batch) {
-        if (!session) {
-          header = parseHeader(line, name);
-          session = new ReplaySession(header, opts);
-          continue;
-        }
-        if (summary) throw new TraceFormatError(`${name} is corrupt: data after the summary line`);
-        if (line.charCodeAt(0) === 0x7b /* { */) {
-          summary = parseSummary(line);
-          if (!summary) throw new TraceFormatError(`${name} is corrupt: line ${events + 2} is neither an event nor the summary`);
-          continue;
-        }
-        events++;
-        if (divergence) continue; // keep reading: the file must still be intact
-        let rec: unknown;
-        try {
-          rec = JSON.parse(line);
-        } catch {
-          throw new TraceFormatError(`${name} is corrupt: event ${events} is not valid JSON`);
-        }
-        if (!Array.isArray(rec) || typeof rec[0] !== 'string') throw new TraceFormatError(`${name} is corrupt: event ${events} is not an event`);
-        try {
-          session.performTop(rec, events);
-        } catch (e) {
-          if (!(e instanceof ReplayDivergence)) throw e;
-          divergence = session.report(e);
-        }
+  let session: ReplaySession | null = null;
+  let divergence: Divergence | null = null;
+  const { header, summary, events } = await readTrace(source, {
+    header: (h) => (session = new ReplaySession(h, opts)),
+    event: (rec, n) => {
+      if (divergence || !session) return; // keep reading: the file must still be intact
+      try {
+        session.performTop(rec, n);
+      } catch (e) {
+        if (!(e instanceof ReplayDivergence)) throw e;
+        divergence = session.report(e);
       }
-    }
-    if (!session || !header) throw new TraceFormatError(`${name} is empty (no header line)`);
-    if (!summary) throw new TraceFormatError(`${name} is truncated: no summary line (the recording was not closed)`);
-    if (summary.events !== events) {
-      throw new TraceFormatError(`${name} is corrupt: the summary counts ${summary.events} events, the file has ${events}`);
-    }
-    if (divergence) return { ok: false, header, events, divergence };
-    const frames = session.fn ? session.fn.controller.framesProcessed : 0;
-    const skipped = session.fn ? session.fn.controller.framesSkipped : 0;
-    if (frames !== summary.frames || skipped !== summary.skipped) {
-      const e = new ReplayDivergence(
-        `${summary.frames} frames processed, ${summary.skipped} skipped`,
-        `${frames} frames processed, ${skipped} skipped`,
-      );
-      const d = session.report(e);
-      d.where = 'end of the trace';
-      return { ok: false, header, events, divergence: d };
-    }
-    return { ok: true, header, summary, events, frames };
-  } finally {
-    await batches.return(undefined);
+    },
+  });
+  const s = session as ReplaySession | null;
+  if (!s) throw new TraceFormatError(`${name} is empty (no header line)`);
+  if (summary.events !== events) {
+    throw new TraceFormatError(`${name} is corrupt: the summary counts ${summary.events} events, the file has ${events}`);
   }
+  if (divergence) return { ok: false, header, events, divergence };
+  const frames = s.fn ? s.fn.controller.framesProcessed : 0;
+  const skipped = s.fn ? s.fn.controller.framesSkipped : 0;
+  if (frames !== summary.frames || skipped !== summary.skipped) {
+    const e = new ReplayDivergence(`${summary.frames} frames processed, ${summary.skipped} skipped`, `${frames} frames processed, ${skipped} skipped`);
+    const d = s.report(e);
+    d.where = 'end of the trace';
+    return { ok: false, header, events, divergence: d };
+  }
+  return { ok: true, header, summary, events, frames };
 }

@@ -3,8 +3,12 @@
  * each address the model touched (zeros where it never looked). Recorder and
  * replayer keep identical copies, so a read that returns exactly the known
  * bytes is stored without them (the common case: an idle schedule re-reads
- * the same frame list entries, QHs and TDs every frame). Sparse, 4 KiB pages.
+ * the same frame list entries, QHs and TDs every frame). Sparse, 4 KiB pages,
+ * at most TRACE_LIMITS.shadowPages of them: one more is a TraceFormatError
+ * (a reader refuses the file; the recorder stops recording).
  */
+import { TRACE_LIMITS, TraceFormatError } from './format.js';
+
 const PAGE_SHIFT = 12;
 const PAGE_SIZE = 1 << PAGE_SHIFT;
 const PAGE_MASK = PAGE_SIZE - 1;
@@ -19,6 +23,9 @@ export class ShadowMemory {
     if (no === this.lastNo && this.lastPage) return this.lastPage;
     let p = this.pages.get(no);
     if (!p && create) {
+      if (this.pages.size >= TRACE_LIMITS.shadowPages) {
+        throw new TraceFormatError(`the trace touches more than ${TRACE_LIMITS.shadowPages} pages of guest memory`);
+      }
       p = new Uint8Array(PAGE_SIZE);
       this.pages.set(no, p);
     }

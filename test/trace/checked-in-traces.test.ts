@@ -5,7 +5,8 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { replayTrace, formatDivergence } from '../../src/trace/replay.js';
+import { formatDivergence } from '../../src/trace/divergence.js';
+import { replayTrace } from '../../src/trace/replay.js';
 
 const dir = join(process.cwd(), 'traces');
 const files = readdirSync(dir).filter((f) => f.endsWith('.uhcitrace.gz')).sort();

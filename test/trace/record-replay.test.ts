@@ -1,4 +1,5 @@
-import { replayTrace, formatDivergence, type ReplayResult } from '../../src/trace/replay.js';
+import { formatDivergence } from '../../src/trace/divergence.js';
+import { replayTrace, type ReplayResult } from '../../src/trace/replay.js';
 import { TRACE_FORMAT, TRACE_VERSION } from '../../src/trace/format.js';
 import { MemorySink } from '../../src/trace/sink.js';
 import { createDevice } from '../../src/usb/devices.js';
