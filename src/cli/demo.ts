@@ -5,7 +5,6 @@
  * clock. Shows what a guest would see, then injects input and reads the
  * reports. Needs nothing but Node.
  */
-import { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { InProcessBus } from '../guest/model-bus.js';
 import { UhciGuestDriver, type EnumeratedDevice } from '../guest/uhci-driver.js';
 import { StreamLogger } from '../log/logger.js';
@@ -13,7 +12,7 @@ import { ManualClock } from '../platform/clock.js';
 import { LatchedIrq } from '../platform/irq.js';
 import { FlatMemory } from '../platform/memory.js';
 import { createUsbDevice, isEmulatedDeviceSpec, DEVICE_SPECS } from '../usb/devices.js';
-import { createRecordedFunction } from '../trace/recorded-function.js';
+import { createUhciFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { parseArgs, optionHelp, UsageError, type OptionSpec } from './args.js';
 
@@ -56,7 +55,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const logger = p.options.has('verbose') ? new StreamLogger({ level: 'debug' }) : undefined;
   const recordPath = p.options.get('record')?.[0];
   const recorder = recordPath ? Recorder.toFile(recordPath, { notes: `uhci-dm demo ${portSpecs.join(' ')}` }) : null;
-  const fn = recorder ? createRecordedFunction({ mem, irq, clock, logger, recorder }) : new UhciPciFunction({ mem, irq, clock, logger });
+  const fn = createUhciFunction({ mem, irq, clock, logger, recorder });
   const devices = portSpecs.map((spec, i) => {
     if (spec === 'none') return null;
     const dev = createUsbDevice(spec, { clock, hcdPath: '0000:00:05.0', portPath: String(i + 1) });

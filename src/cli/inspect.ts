@@ -8,11 +8,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { markingStyle, neutralise, neutraliseJson, neutraliseLine, renderMarked } from '../platform/safe-text.js';
 import { TraceFormatError } from '../trace/format.js';
 import { DEFAULT_ANOMALY_OPTIONS } from '../inspect/anomalies.js';
 import { formatInspectionHtml } from '../inspect/html-report.js';
 import { inspectTrace, type Inspection } from '../inspect/inspector.js';
-import { ANSI, PLAIN, formatInspection } from '../inspect/text-report.js';
+import { ANSI, formatInspection, type Style } from '../inspect/text-report.js';
 import { usbmonPcap } from '../inspect/usbmon-pcap.js';
 import { intOption, optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
 
@@ -39,13 +40,27 @@ export interface InspectCommandIo {
   isTty?: boolean;
 }
 
-/** The inspection as JSON-able data (byte arrays as hex strings). */
+/** The inspection as JSON-able data (byte arrays as hex strings; no raw terminal controls, safe-text.ts). */
 export function inspectionJson(r: Inspection): string {
   const { timeline, anomalies, urbs, devices, header, summary, events, frames, range, stats } = r;
-  return JSON.stringify(
-    { trace: { header, summary, events, frames }, range, stats, devices, anomalies, transfers: urbs, timeline },
-    (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v),
+  return neutraliseJson(
+    JSON.stringify(
+      { trace: { header, summary, events, frames }, range, stats, devices, anomalies, transfers: urbs, timeline },
+      (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v),
+    ),
   );
+}
+
+const MARKED: Style = markingStyle(['frame', 'event', 'ok', 'bad', 'dim', 'alert']);
+const isStyleClass = (cls: string): cls is keyof Style => Object.hasOwn(MARKED, cls);
+
+/**
+ * The text report, safe for a terminal: whatever the trace's strings hold
+ * is shown as escapes (safe-text.ts); with `color`, ANSI colour is added
+ * after that.
+ */
+export function inspectionText(r: Inspection, name: string, color: boolean): string {
+  return renderMarked(formatInspection(r, MARKED, name), (cls, text) => (color && isStyleClass(cls) ? ANSI[cls](text) : text), (text) => text);
 }
 
 export async function inspectCommand(argv: string[], io: InspectCommandIo = {}): Promise<number> {
@@ -75,7 +90,7 @@ export async function inspectCommand(argv: string[], io: InspectCommandIo = {}):
     };
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`uhci-dm inspect: ${e.message}\n`);
+      err(`uhci-dm inspect: ${neutraliseLine(e.message)}\n`);
       return 2;
     }
     throw e;
@@ -84,11 +99,10 @@ export async function inspectCommand(argv: string[], io: InspectCommandIo = {}):
   try {
     r = await inspectTrace(file, { from, to, anomalies, transfers: true });
   } catch (e) {
-    if (e instanceof TraceFormatError) {
-      err(`uhci-dm inspect: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
+    // A file someone handed us: whatever goes wrong reading it is one line, never a stack trace.
+    const msg = e instanceof TraceFormatError ? e.message : `${file} cannot be inspected: ${e instanceof Error ? e.message : String(e)}`;
+    err(`uhci-dm inspect: ${neutraliseLine(msg)}\n`);
+    return 2;
   }
   const name = basename(file);
   const html = p.options.get('html')?.[0];
@@ -100,7 +114,7 @@ export async function inspectCommand(argv: string[], io: InspectCommandIo = {}):
       writeFileSync(pcap, usbmonPcap(r.urbs, Number.isFinite(start) ? start : 0));
     }
   } catch (e) {
-    err(`uhci-dm inspect: cannot write output: ${(e as Error).message}\n`);
+    err(`uhci-dm inspect: cannot write output: ${neutraliseLine((e as Error).message)}\n`);
     return 2;
   }
   if (p.options.has('json')) out(inspectionJson(r) + '\n');
@@ -108,9 +122,9 @@ export async function inspectCommand(argv: string[], io: InspectCommandIo = {}):
     const tty = io.isTty ?? process.stdout.isTTY === true;
     const color = p.options.has('color') || (tty && !p.options.has('no-color') && !process.env.NO_COLOR);
     if (p.options.has('quiet')) r = { ...r, timeline: [], devices: [] };
-    out(formatInspection(r, color ? ANSI : PLAIN, name));
-    if (html) out(`HTML timeline written to ${html}\n`);
-    if (pcap) out(`${r.urbs.length} transfers written to ${pcap} (usbmon pcap)\n`);
+    out(inspectionText(r, name, color));
+    if (html) out(neutralise(`HTML timeline written to ${html}\n`));
+    if (pcap) out(neutralise(`${r.urbs.length} transfers written to ${pcap} (usbmon pcap)\n`));
   }
   return r.anomalies.length ? 1 : 0;
 }

@@ -3,6 +3,7 @@
  * user can fix (bad arguments, missing QEMU, corrupt files) print one line
  * and exit with a non-zero code, never a stack trace.
  */
+import { neutraliseLine } from '../platform/safe-text.js';
 import { UserFacingError } from '../platform/user-facing-error.js';
 import { VERSION } from '../version.js';
 import { UsageError } from './args.js';
@@ -54,11 +55,11 @@ export async function run(argv: string[]): Promise<number> {
     return await (await load())(rest);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`uhci-dm: ${e.message}\n`);
+      process.stderr.write(`uhci-dm: ${neutraliseLine(e.message)}\n`);
       return 2;
     }
     if (e instanceof UserFacingError) {
-      process.stderr.write(`uhci-dm: ${e.message}\n`);
+      process.stderr.write(`uhci-dm: ${neutraliseLine(e.message)}\n`);
       return 1;
     }
     throw e;

@@ -6,6 +6,7 @@
  * (missing, corrupt, truncated, unsupported version) or bad arguments; one
  * line on stderr, no stack trace.
  */
+import { neutralise, neutraliseJson, neutraliseLine } from '../platform/safe-text.js';
 import { TraceFormatError } from '../trace/format.js';
 import { formatDivergence } from '../trace/divergence.js';
 import { replayTrace, type ReplayOptions } from '../trace/replay.js';
@@ -39,7 +40,7 @@ export async function replayCommand(argv: string[], io: ReplayCommandIo = {}): P
     json = p.options.has('json');
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`uhci-dm replay: ${e.message}\n`);
+      err(`uhci-dm replay: ${neutraliseLine(e.message)}\n`);
       return 2;
     }
     throw e;
@@ -53,14 +54,14 @@ export async function replayCommand(argv: string[], io: ReplayCommandIo = {}): P
       else out(`replay ok: ${r.events} events, ${r.frames} frames\n`);
       return 0;
     }
-    if (json) out(JSON.stringify({ ok: false, divergence: r.divergence }) + '\n');
-    else out(formatDivergence(r.divergence, r.events) + '\n');
+    // The divergence quotes the trace: no raw terminal controls on the way out (safe-text.ts).
+    if (json) out(neutraliseJson(JSON.stringify({ ok: false, divergence: r.divergence })) + '\n');
+    else out(neutralise(formatDivergence(r.divergence, r.events)) + '\n');
     return 1;
   } catch (e) {
-    if (e instanceof TraceFormatError) {
-      err(`uhci-dm replay: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
+    // A file someone handed us: whatever goes wrong reading it is one line, never a stack trace.
+    const msg = e instanceof TraceFormatError ? e.message : `${file} cannot be replayed: ${e instanceof Error ? e.message : String(e)}`;
+    err(`uhci-dm replay: ${neutraliseLine(msg)}\n`);
+    return 2;
   }
 }

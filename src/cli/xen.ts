@@ -11,12 +11,11 @@
 import { UserFacingError } from '../platform/user-facing-error.js';
 import { StreamLogger } from '../log/logger.js';
 import { RealClock } from '../platform/clock.js';
-import { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { UhciGuestDriver } from '../guest/uhci-driver.js';
 import { LiveInspector, DEFAULT_LIVE_FRAMES } from '../inspect/live-inspector.js';
-import { PLAIN, formatInspection } from '../inspect/text-report.js';
-import { UsbmonPcapWriter } from '../inspect/usbmon-pcap.js';
-import { createRecordedFunction } from '../trace/recorded-function.js';
+import { DEFAULT_PCAP_MAX_BYTES, UsbmonPcapWriter } from '../inspect/usbmon-pcap.js';
+import { createUhciFunction } from '../trace/recorded-function.js';
+import { DEFAULT_TRACE_MAX_BYTES } from '../trace/sink.js';
 import { Recorder } from '../trace/recorder.js';
 import { BdfSyntaxError, formatBdf, parseBdf } from '../xen/bdf.js';
 import { ControlServer, type InspectRequest } from '../xen/control-socket.js';
@@ -28,7 +27,8 @@ import { UsbPorts, parseDeviceSpec } from '../xen/usb-ports.js';
 import type { LibusbHost } from '../usb/host/libusb.js';
 import { openNodeUsbHost } from '../usb/host/node-usb.js';
 import { intOption, optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
-import { inspectionJson } from './inspect.js';
+import { byteSizeOption } from './byte-size.js';
+import { inspectionJson, inspectionText } from './inspect.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
   domid: { value: true, help: 'domain id of the HVM guest (required)' },
@@ -38,9 +38,11 @@ const OPTIONS: Record<string, OptionSpec> = {
   device: { value: true, multiple: true, help: 'usb-tablet | usb-mouse | usb-kbd [,serial=S][,usb_version=1|2][,msos-desc=on|off] | usb-host,vendorid=..,productid=.. (or hostbus=,hostaddr= / hostport=)' },
   control: { value: true, help: 'control socket path (JSON lines, QMP-like: usb_add, usb_del, query-usb, save, restore, inspect, quit)' },
   record: { value: true, help: 'record everything crossing the model boundary to FILE (.uhcitrace.gz)' },
+  'record-max': { value: true, help: `stop recording (the file stays a complete trace) when it would pass SIZE, e.g. 512M, 4G (default ${DEFAULT_TRACE_MAX_BYTES / 2 ** 30}G)` },
   inspect: { value: false, help: `keep a live recording of the last frames in memory for the control socket's inspect command (decoded timeline + anomalies; default ${DEFAULT_LIVE_FRAMES} frames)` },
   'inspect-frames': { value: true, help: `frames the live recording keeps (implies --inspect; default ${DEFAULT_LIVE_FRAMES})` },
   pcap: { value: true, help: 'write transfers to FILE as they complete, as a usbmon pcap (LINKTYPE_USB_LINUX_MMAPPED) for Wireshark/tshark (implies --inspect)' },
+  'pcap-max': { value: true, help: `stop the capture when the pcap would pass SIZE (default ${DEFAULT_PCAP_MAX_BYTES / 2 ** 30}G)` },
   'log-json': { value: false, help: 'structured logs as JSON lines on stderr' },
   verbose: { value: false, help: 'debug logging' },
   runas: { value: true, help: 'drop privileges to USER[:GROUP] after setup (needs root)' },
@@ -139,8 +141,10 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
   const liveFrames = intOption(p, 'inspect-frames', DEFAULT_LIVE_FRAMES, 1, 1 << 20);
   const notes = `uhci-dm xen --domid ${domid} ${specs.join(' ')}`;
   // Live inspection observes the --record recorder, or one that keeps no file.
-  const pcap = pcapPath ? new UsbmonPcapWriter(pcapPath) : null;
-  const recorder = recordPath ? Recorder.toFile(recordPath, { notes }) : liveOn ? Recorder.withoutFile({ notes }) : null;
+  const recordMax = byteSizeOption(p, 'record-max', DEFAULT_TRACE_MAX_BYTES, 1 << 16, 2 ** 40);
+  const pcapMax = byteSizeOption(p, 'pcap-max', DEFAULT_PCAP_MAX_BYTES, 1 << 16, 2 ** 40);
+  const pcap = pcapPath ? new UsbmonPcapWriter(pcapPath, 1, pcapMax) : null;
+  const recorder = recordPath ? Recorder.toFile(recordPath, { notes, maxBytes: recordMax, logger }) : liveOn ? Recorder.withoutFile({ notes }) : null;
   const live = recorder && liveOn ? startLiveInspection(recorder, liveFrames, pcap, logger) : null;
   const server = new IoreqServer({
     platform,
@@ -149,7 +153,7 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     clock,
     logger,
     vcpus: vcpusOpt ?? (simulate ? sim?.nrVcpus : undefined),
-    createFunction: (fio) => (recorder ? createRecordedFunction({ ...fio, recorder, idleCoalesce }) : new UhciPciFunction({ ...fio, idleCoalesce })),
+    createFunction: (fio) => createUhciFunction({ ...fio, recorder, idleCoalesce }),
     afterSetup: runas ? () => dropPrivileges(runas) : undefined,
   });
   const closeRecording = async () => {
@@ -262,7 +266,7 @@ function liveInspectReply(live: LiveInspector, req: InspectRequest, name: string
   let r = live.inspect(req);
   if (req.quiet) r = { ...r, timeline: [], devices: [] };
   if (req.json) return JSON.parse(inspectionJson(r)) as Record<string, unknown>;
-  return formatInspection(r, PLAIN, name);
+  return inspectionText(r, name, false);
 }
 
 /** --simulate: a guest on vCPU 0 probes the function and enumerates what is plugged in, through ioreqs. */

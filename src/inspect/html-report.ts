@@ -3,32 +3,19 @@
  * scripts, no external assets) with the anomalies linked to their frames,
  * the devices, and the timeline, each busy frame a <details> element.
  */
+import { markingStyle, neutralise, renderMarked } from '../platform/safe-text.js';
 import type { Inspection, TimelineEntry } from './inspector.js';
 import { describeAnomaly, describeDevice, describeEvent, describeUrb, describeWalk, ms, type Style } from './text-report.js';
 
+/** Text for HTML: escaped, and with terminal control characters shown as escapes too. */
 export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return neutralise(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-// Styled spans are marked with control characters, then escaped and turned into <span>s.
-const mark = (cls: string) => (s: string) => `\u0001${cls}\u0002${s}\u0003`;
-const HTML_STYLE: Style = { frame: mark('frame'), event: mark('event'), ok: mark('ok'), bad: mark('bad'), dim: mark('dim'), alert: mark('alert') };
+const HTML_STYLE: Style = markingStyle(['frame', 'event', 'ok', 'bad', 'dim', 'alert']);
 
 function renderLine(s: string): string {
-  let out = '';
-  let i = 0;
-  for (;;) {
-    const a = s.indexOf('\u0001', i);
-    if (a < 0) {
-      out += escapeHtml(s.slice(i));
-      return out;
-    }
-    out += escapeHtml(s.slice(i, a));
-    const b = s.indexOf('\u0002', a);
-    const c = s.indexOf('\u0003', b);
-    out += `<span class="${escapeHtml(s.slice(a + 1, b))}">${escapeHtml(s.slice(b + 1, c))}</span>`;
-    i = c + 1;
-  }
+  return renderMarked(s, (cls, text) => `<span class="${cls}">${escapeHtml(text)}</span>`, escapeHtml);
 }
 
 const CSS = `

@@ -37,7 +37,7 @@
  * Wireshark shows the packets in file order).
  */
 import { UserFacingError } from '../platform/user-facing-error.js';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import type { Urb } from './transfers.js';
 import { ERRNO } from './usb-requests.js';
 
@@ -154,12 +154,18 @@ export function usbmonPcap(urbs: readonly Urb[], startUnixMs: number, busnum = 1
 /** The pcap file cannot be written. */
 export class PcapWriteError extends UserFacingError {}
 
+/** Bytes a live pcap may reach by default (`--pcap-max`). */
+export const DEFAULT_PCAP_MAX_BYTES = 1024 * 1024 * 1024;
+
 /**
  * A usbmon pcap written while a run goes on: the file header when opened,
  * then each transfer (S and C record) with one synchronous write as it
  * completes. Whatever was written is a valid pcap at any moment (after a
- * SIGTERM or a crash too): no record is ever half-written by us, and the
- * file needs no closing trailer.
+ * SIGTERM or a crash too): no record is ever half-written by us (a write
+ * the disk refuses part-way is cut off again), and the file needs no
+ * closing trailer. A transfer that would take the file past `maxBytes` is
+ * refused (PcapWriteError) and the file stays as it is: the caller stops
+ * capturing.
  */
 export class UsbmonPcapWriter {
   private fd: number | null;
@@ -171,6 +177,7 @@ export class UsbmonPcapWriter {
   constructor(
     readonly path: string,
     private readonly busnum = 1,
+    readonly maxBytes = DEFAULT_PCAP_MAX_BYTES,
   ) {
     try {
       this.fd = openSync(path, 'w');
@@ -191,8 +198,18 @@ export class UsbmonPcapWriter {
     if (this.fd === null) return;
     const recs = [record(u, 'S', this.epochNs, this.busnum), record(u, 'C', this.epochNs, this.busnum)];
     const bytes = records(recs, this.epochNs, 0);
+    if (this.bytesWritten + bytes.length > this.maxBytes) throw new PcapWriteError(`pcap ${this.path} reached its size limit of ${this.maxBytes} bytes`);
     // One buffer per transfer; writeSync may write less than asked (rare for files), so finish it.
-    for (let o = 0; o < bytes.length; ) o += writeSync(this.fd, bytes, o, bytes.length - o);
+    try {
+      for (let o = 0; o < bytes.length; ) o += writeSync(this.fd, bytes, o, bytes.length - o);
+    } catch (e) {
+      try {
+        ftruncateSync(this.fd, this.bytesWritten);
+      } catch {
+        // the write error is what matters
+      }
+      throw new PcapWriteError(`cannot write pcap ${this.path}: ${(e as Error).message}`);
+    }
     this.bytesWritten += bytes.length;
     this.transfers++;
   }

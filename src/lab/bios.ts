@@ -10,9 +10,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UhciPciFunction } from '../device/uhci-pci-function.js';
+import type { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { RealClock } from '../platform/clock.js';
-import { createRecordedFunction } from '../trace/recorded-function.js';
+import { createUhciFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { createUsbDevice } from '../usb/devices.js';
 import { HidUsbDevice } from '../usb/hid/hid-device.js';
@@ -80,12 +80,8 @@ export async function runBiosLab(opts: BiosLabOptions = {}): Promise<BiosLabResu
     childFd = theirs;
     transport = new QemuProxyTransport({ fd: ours });
     const clock = new RealClock();
-    if (opts.record) {
-      recorder = Recorder.toFile(opts.record, { notes: `uhci-dm bios lab: SeaBIOS UHCI init, ports ${ports.join(', ')}` });
-      fn = createRecordedFunction({ mem: transport.mem, irq: transport.irq, clock, recorder });
-    } else {
-      fn = new UhciPciFunction({ mem: transport.mem, irq: transport.irq, clock });
-    }
+    if (opts.record) recorder = Recorder.toFile(opts.record, { notes: `uhci-dm bios lab: SeaBIOS UHCI init, ports ${ports.join(', ')}` });
+    fn = createUhciFunction({ mem: transport.mem, irq: transport.irq, clock, recorder });
     ports.forEach((p, i) => {
       if (p === 'none') return;
       const dev = createUsbDevice(p, { clock, hcdPath: HCD_PATH, portPath: String(i + 1) }) as HidUsbDevice;

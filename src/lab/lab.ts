@@ -10,8 +10,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UhciPciFunction } from '../device/uhci-pci-function.js';
-import { createRecordedFunction } from '../trace/recorded-function.js';
+import type { UhciPciFunction } from '../device/uhci-pci-function.js';
+import { createUhciFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { RealClock } from '../platform/clock.js';
 import type { Logger, LogLevel } from '../uhci/controller.js';
@@ -246,12 +246,8 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
       timerWakeups++;
       cb();
     });
-    if (opts.record) {
-      recorder = Recorder.toFile(opts.record, { notes: opts.recordNotes ?? `uhci-dm lab: Linux guest, ports ${ports.join(', ')}` });
-      fn = createRecordedFunction({ mem: transport.mem, irq: transport.irq, clock, logger, recorder });
-    } else {
-      fn = new UhciPciFunction({ mem: transport.mem, irq: transport.irq, clock, logger });
-    }
+    if (opts.record) recorder = Recorder.toFile(opts.record, { notes: opts.recordNotes ?? `uhci-dm lab: Linux guest, ports ${ports.join(', ')}`, logger });
+    fn = createUhciFunction({ mem: transport.mem, irq: transport.irq, clock, logger, recorder });
     labClock = clock;
     ports.forEach((p, i) => {
       if (p === 'none') {

@@ -144,3 +144,12 @@ export class RecordedUhciFunction extends UhciPciFunction {
 export function createRecordedFunction(opts: RecordedFunctionOptions): RecordedUhciFunction {
   return new RecordedUhciFunction(opts);
 }
+
+/**
+ * The UHCI function a transport serves: recorded to `recorder` when there is
+ * one, the plain model otherwise (one place decides, for every transport).
+ */
+export function createUhciFunction(opts: UhciPciFunctionOptions & { recorder: Recorder | null }): UhciPciFunction {
+  const { recorder, ...fo } = opts;
+  return recorder ? new RecordedUhciFunction({ ...fo, recorder }) : new UhciPciFunction(fo);
+}
