@@ -24,8 +24,14 @@ function describeZlibError(e: NodeJS.ErrnoException, name: string): string {
   return `cannot read ${name}: ${e.message}`;
 }
 
+/** How far reading got (what a caller can hold the reader's limits against). */
+export interface ReadProgress {
+  /** Decompressed bytes handed over by zlib. */
+  decompressed: number;
+}
+
 /** Decompressed bytes handed over at a time (fewer hand-offs between zlib and the replayer). */
-const CHUNK = 256 * 1024;
+export const CHUNK = 256 * 1024;
 
 /**
  * Decompressed lines of a trace, in order (without the newline), a batch at
@@ -33,7 +39,7 @@ const CHUNK = 256 * 1024;
  * line grows past TRACE_LIMITS.lineChars or the file decompresses to more
  * than TRACE_LIMITS.ratio times what was read of it (format.ts).
  */
-export async function* traceLineBatches(source: TraceSource): AsyncGenerator<string[]> {
+export async function* traceLineBatches(source: TraceSource, progress?: ReadProgress): AsyncGenerator<string[]> {
   const name = typeof source === 'string' ? source : 'trace';
   const input: Readable =
     typeof source === 'string' ? createReadStream(source, { highWaterMark: CHUNK }) : Readable.from([Buffer.from(source)]);
@@ -52,6 +58,7 @@ export async function* traceLineBatches(source: TraceSource): AsyncGenerator<str
   try {
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       decompressed += chunk.length;
+      if (progress) progress.decompressed = decompressed;
       if (decompressed > TRACE_LIMITS.ratioAfterBytes && decompressed > TRACE_LIMITS.ratio * compressed) {
         throw new TraceFormatError(`${name} is not a usable trace: it decompresses to more than ${TRACE_LIMITS.ratio} times its size`);
       }
