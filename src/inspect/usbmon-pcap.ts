@@ -37,7 +37,8 @@
  * Wireshark shows the packets in file order).
  */
 import { UserFacingError } from '../platform/user-facing-error.js';
-import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { appendWhole } from '../trace/sink.js';
 import type { Urb } from './transfers.js';
 import { ERRNO } from './usb-requests.js';
 
@@ -199,15 +200,10 @@ export class UsbmonPcapWriter {
     const recs = [record(u, 'S', this.epochNs, this.busnum), record(u, 'C', this.epochNs, this.busnum)];
     const bytes = records(recs, this.epochNs, 0);
     if (this.bytesWritten + bytes.length > this.maxBytes) throw new PcapWriteError(`pcap ${this.path} reached its size limit of ${this.maxBytes} bytes`);
-    // One buffer per transfer; writeSync may write less than asked (rare for files), so finish it.
+    // One buffer per transfer, written whole or not at all.
     try {
-      for (let o = 0; o < bytes.length; ) o += writeSync(this.fd, bytes, o, bytes.length - o);
+      appendWhole(this.fd, bytes, this.bytesWritten);
     } catch (e) {
-      try {
-        ftruncateSync(this.fd, this.bytesWritten);
-      } catch {
-        // the write error is what matters
-      }
       throw new PcapWriteError(`cannot write pcap ${this.path}: ${(e as Error).message}`);
     }
     this.bytesWritten += bytes.length;

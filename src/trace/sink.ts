@@ -38,6 +38,26 @@ export class TraceSinkFullError extends Error {
   }
 }
 
+/**
+ * Write all of `bytes` at the end of the file `fd` (now `size` bytes long),
+ * or, when the disk refuses part-way (ENOSPC, EIO), cut the file back to
+ * `size` (giving back the space) and throw the write's error: a file made of
+ * whole records stays one.
+ */
+export function appendWhole(fd: number, bytes: Uint8Array, size: number): void {
+  try {
+    // writeSync may write less than asked (rare for files): finish it.
+    for (let o = 0; o < bytes.length; ) o += writeSync(fd, bytes, o, bytes.length - o);
+  } catch (e) {
+    try {
+      ftruncateSync(fd, size);
+    } catch {
+      // the write error is what matters
+    }
+    throw e;
+  }
+}
+
 export class GzipFileSink implements TraceSink {
   private fd: number | null;
   bytesWritten = 0;
@@ -54,17 +74,8 @@ export class GzipFileSink implements TraceSink {
     if (this.fd === null) throw new Error(`trace file ${this.path} is already closed`);
     const z = gzipSync(text);
     if (!final && this.bytesWritten + z.length > this.maxBytes) throw new TraceSinkFullError(this.path, this.maxBytes);
-    try {
-      for (let o = 0; o < z.length; ) o += writeSync(this.fd, z, o, z.length - o);
-    } catch (e) {
-      // Keep the file a sequence of whole gzip members (and give back the space).
-      try {
-        ftruncateSync(this.fd, this.bytesWritten);
-      } catch {
-        // the write error is what matters
-      }
-      throw e;
-    }
+    // The file stays a sequence of whole gzip members.
+    appendWhole(this.fd, z, this.bytesWritten);
     this.bytesWritten += z.length;
   }
   async close(): Promise<void> {
