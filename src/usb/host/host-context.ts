@@ -9,6 +9,11 @@ import type { TransferTracker } from './transfer-tracker.js';
 
 export type HostLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** The log of a host device or passthrough given no `log` option: errors, one line each, on stderr; nothing else. */
+export function stderrErrors(level: HostLogLevel, msg: string): void {
+  if (level === 'error') process.stderr.write(`uhci-dm: usb-host error: ${msg}\n`);
+}
+
 /** HostUsbDeviceOptions with defaults applied (see there). */
 export interface HostTransferOptions {
   detachKernelDriver: boolean;

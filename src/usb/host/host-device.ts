@@ -48,7 +48,7 @@ import { PID_IN, PID_SETUP, type UsbDevice, type UsbPacket, type UsbPortHooks, t
 import { ControlPipe } from '../control-pipe.js';
 import { BulkStreams } from './bulk-stream.js';
 import { EndpointQueues } from './endpoint-queues.js';
-import type { HostContext, HostLogLevel, HostTransferOptions } from './host-context.js';
+import { stderrErrors, type HostContext, type HostLogLevel, type HostTransferOptions } from './host-context.js';
 import { HostConfiguration } from './host-configuration.js';
 import { HostControl } from './host-control.js';
 import { guestSpeedFor, hex4, type HostSpeedOptions } from './host-speed.js';
@@ -101,11 +101,6 @@ export interface HostUsbDeviceState {
   kind: 'host';
   address: number;
   configuration: number;
-}
-
-/** Without a `log` option: errors, one line each, on stderr; nothing else. */
-function stderrErrors(level: HostLogLevel, msg: string): void {
-  if (level === 'error') process.stderr.write(`uhci-dm: usb-host error: ${msg}\n`);
 }
 
 export class HostUsbDevice implements UsbDevice, HostContext {
