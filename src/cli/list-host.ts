@@ -5,7 +5,7 @@
  * UHCI port. Says so plainly when the host has no USB devices, or when
  * devices are there but cannot be opened (no permission on /dev/bus/usb).
  */
-import { guestSpeedFor } from '../usb/host/host-device.js';
+import { guestSpeedFor } from '../usb/host/host-speed.js';
 import { LIBUSB_ERROR_ACCESS, LibusbError, portPath, type LibusbHost } from '../usb/host/libusb.js';
 import { optionHelp, parseArgs, UsageError, type OptionSpec } from './args.js';
 

@@ -12,8 +12,10 @@
  */
 import { UserFacingError } from '../../platform/user-facing-error.js';
 import { HostUsbDevice, type HostUsbDeviceOptions } from './host-device.js';
+import { stderrErrors, type HostLogLevel } from './host-context.js';
 import type { LibusbDevice, LibusbHost } from './libusb.js';
 import { formatHostSelector, matchesSelector, type HostDeviceSelector } from './selector.js';
+import { messageOf } from './transfer-tracker.js';
 
 export class HostDeviceNotFoundError extends UserFacingError {}
 
@@ -105,20 +107,30 @@ export class HostPassthrough {
   private tryOpen(raw: LibusbDevice): void {
     try {
       this.open(raw);
-    } catch {
+    } catch (e) {
       // Not openable now (permission, busy): wait for the next hotplug event.
+      this.log('warn', `${formatHostSelector(this.selector)}: not plugged in again: ${messageOf(e)}`);
     }
   }
 
+  private log(level: HostLogLevel, msg: string): void {
+    (this.opts.log ?? stderrErrors)(level, msg);
+  }
+
+  /** A libusb hotplug event. It comes from the host's event loop: nothing it throws may leave (one error line instead). */
   private hotplug(event: 'attach' | 'detach', raw: LibusbDevice): void {
-    if (this.stopped) return;
-    if (event === 'detach') {
-      const cur = this.current;
-      if (cur && (cur.dev === raw || (cur.info.busNumber === raw.info.busNumber && cur.info.deviceAddress === raw.info.deviceAddress))) {
-        cur.hostUnplugged();
+    try {
+      if (this.stopped) return;
+      if (event === 'detach') {
+        const cur = this.current;
+        if (cur && (cur.dev === raw || (cur.info.busNumber === raw.info.busNumber && cur.info.deviceAddress === raw.info.deviceAddress))) {
+          cur.hostUnplugged();
+        }
+        return;
       }
-      return;
+      if (!this.current && this.opts.reattach && matchesSelector(this.selector, raw.info)) this.tryOpen(raw);
+    } catch (e) {
+      this.log('error', `${formatHostSelector(this.selector)}: error handling a hotplug ${event}: ${messageOf(e)}`);
     }
-    if (!this.current && this.opts.reattach && matchesSelector(this.selector, raw.info)) this.tryOpen(raw);
   }
 }

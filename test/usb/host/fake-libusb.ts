@@ -31,6 +31,8 @@ export interface FakeTransfer {
   cancelRequested: boolean;
   done: boolean;
   complete(status: TransferStatus, inData?: Uint8Array | number[]): void;
+  /** Hand the callback this result as is (a malformed one, to make the code handling it throw). */
+  completeRaw(r: TransferResult): void;
 }
 
 export function makeInfo(over: Partial<HostDeviceInfo> = {}): HostDeviceInfo {
@@ -160,7 +162,7 @@ export class FakeLibusbDevice implements LibusbDevice {
     return this.strings.get(index);
   }
 
-  private add(t: Omit<FakeTransfer, 'cancelRequested' | 'done' | 'complete'>, cb: TransferCallback): TransferHandle {
+  private add(t: Omit<FakeTransfer, 'cancelRequested' | 'done' | 'complete' | 'completeRaw'>, cb: TransferCallback): TransferHandle {
     const ft: FakeTransfer = {
       ...t,
       cancelRequested: false,
@@ -174,6 +176,11 @@ export class FakeLibusbDevice implements LibusbDevice {
           data: (t.setup ? (t.setup[0]! & 0x80) !== 0 : (t.endpoint & 0x80) !== 0) ? data : new Uint8Array(0),
           actualLength: inData === undefined ? (status === 'completed' ? t.out.length : 0) : data.length,
         };
+        cb(r);
+      },
+      completeRaw: (r) => {
+        if (ft.done) throw new Error('fake transfer completed twice');
+        ft.done = true;
         cb(r);
       },
     };

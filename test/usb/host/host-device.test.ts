@@ -1,12 +1,6 @@
 import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type UsbPortHooks } from '../../../src/usb/packet.js';
-import {
-  HostDeviceOpenError,
-  HostDeviceSpeedError,
-  HostUsbDevice,
-  fullSpeedCompatible,
-  guestSpeedFor,
-  type HostUsbDeviceOptions,
-} from '../../../src/usb/host/host-device.js';
+import { HostDeviceOpenError, HostUsbDevice, type HostUsbDeviceOptions } from '../../../src/usb/host/host-device.js';
+import { HostDeviceSpeedError, fullSpeedCompatible, guestSpeedFor } from '../../../src/usb/host/host-speed.js';
 import {
   LIBUSB_ERROR_ACCESS,
   LIBUSB_ERROR_BUSY,

@@ -13,6 +13,8 @@ import { runInNewContext } from 'node:vm';
 import type * as UsbModule from 'usb';
 import { nodeUsbHostFrom } from '../../../src/usb/host/node-usb.js';
 import type { TransferResult } from '../../../src/usb/host/libusb.js';
+import { HostUsbDevice } from '../../../src/usb/host/host-device.js';
+import { PID_IN, PID_OUT, PID_SETUP, UsbPacket } from '../../../src/usb/packet.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -60,6 +62,8 @@ const fakeDevice = {
   portNumbers: [1],
   deviceDescriptor: { idVendor: 0x0525, idProduct: 0xa4a0, bcdUSB: 0x200, bcdDevice: 0x100, bDeviceClass: 0, bMaxPacketSize0: 64, iManufacturer: 0, iProduct: 0, iSerialNumber: 0, bNumConfigurations: 1 },
   allConfigDescriptors: [],
+  open() {},
+  close() {},
 };
 const fakeUsb = { Transfer: FakeTransfer, getDeviceList: () => [fakeDevice], usb: { on() {}, off() {} } } as unknown as typeof UsbModule;
 
@@ -114,4 +118,28 @@ test('a transfer in flight stays cancellable through its handle; cancel after co
   h.cancel(); // the Transfer is no longer referenced: nothing to cancel
   expect(calls).toEqual([id]);
   FakeTransfer.prototype.cancel = orig;
+});
+
+test('through HostUsbDevice (the tracker keeps a record per transfer): finished transfers are collectable too', async () => {
+  const hd = new HostUsbDevice(nodeUsbHostFrom(fakeUsb).list()[0]!, { log: () => {} });
+  const done: UsbPacket[] = [];
+  hd.attach({ complete: (p) => done.push(p), wakeup: () => {} });
+  hd.reset();
+  const refs: WeakRef<object>[] = [];
+  for (let i = 0; i < 50; i++) {
+    // GET_DESCRIPTOR(DEVICE): one libusb control transfer per request.
+    const setup = new UsbPacket(PID_SETUP, 0, 0, Uint8Array.of(0x80, 6, 0, 1, 0, 0, 18, 0));
+    hd.handlePacket(setup);
+    expect(setup.status).toBe('async');
+    const id = [...nativeInFlight.keys()].pop()!;
+    refs.push(new WeakRef(nativeInFlight.get(id)!.t));
+    completeNative(id, 0x12);
+    expect(done.at(-1)).toBe(setup);
+    hd.handlePacket(new UsbPacket(PID_IN, 0, 0, new Uint8Array(18)));
+    hd.handlePacket(new UsbPacket(PID_OUT, 0, 0, new Uint8Array(0)));
+  }
+  expect(done).toHaveLength(50);
+  expect(hd.transfersInFlight).toBe(0);
+  await collect();
+  expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
 });

@@ -1,0 +1,39 @@
+/**
+ * What the pieces of a passed-through host device (control, configuration,
+ * endpoint queues, bulk streams, per-packet and isochronous transfers)
+ * share: the libusb handle, the transfer tracker, the resolved options and
+ * the device's state. HostUsbDevice implements it.
+ */
+import type { LibusbDevice } from './libusb.js';
+import type { TransferTracker } from './transfer-tracker.js';
+
+export type HostLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** The log of a host device or passthrough given no `log` option: errors, one line each, on stderr; nothing else. */
+export function stderrErrors(level: HostLogLevel, msg: string): void {
+  if (level === 'error') process.stderr.write(`uhci-dm: usb-host error: ${msg}\n`);
+}
+
+/** HostUsbDeviceOptions with defaults applied (see there). */
+export interface HostTransferOptions {
+  detachKernelDriver: boolean;
+  suppressRemoteWake: boolean;
+  maxOutInFlight: number;
+  bulkInReadAhead: number;
+  bulkOutWriteBehind: number;
+  controlTimeoutMs: number;
+  dataTimeoutMs: number;
+}
+
+export interface HostContext {
+  readonly dev: LibusbDevice;
+  readonly tracker: TransferTracker;
+  readonly opts: HostTransferOptions;
+  /** "bus.addr vid:pid (port ...)" for messages. */
+  readonly hostName: string;
+  /** False once the host device is gone or closed: nothing new is submitted. */
+  readonly usable: boolean;
+  /** Tell the port something changed without a packet completing (data arrived for later). */
+  activity(): void;
+  log(level: HostLogLevel, msg: string): void;
+}
