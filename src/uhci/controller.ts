@@ -23,7 +23,8 @@ import {
   USBSTS,
 } from './registers.js';
 import { RootPort } from './root-port.js';
-import { ScheduleEngine, PENDING_IOC, PENDING_SPD, type ScheduleHost } from './schedule.js';
+import { ScheduleEngine } from './schedule.js';
+import { PENDING_IOC, PENDING_SPD, type ScheduleHost } from './schedule-host.js';
 import type { WireTimer } from './wire-timer.js';
 import { uhciWireTimer } from './timing.js';
 
