@@ -10,8 +10,8 @@ import { dirname, join } from 'node:path';
 import { UhciGuestDriver } from '../src/guest/uhci-driver.js';
 import { QtestClient } from '../test/support/qtest.js';
 import { createHaltRom } from '../test/support/halt-rom.js';
-import { installLinuxSchedule, suspendLikeLinux } from './linux-schedule.js';
-import { installBulkLoad } from './bulk-load.js';
+import { installLinuxSchedule, suspendLikeLinux } from '../test/support/linux-schedule.js';
+import { installBulkLoad } from '../test/support/bulk-load.js';
 import { processCpuNs, processRssBytes } from './proc-cpu.js';
 import { qtestBus } from './qtest-bus.js';
 

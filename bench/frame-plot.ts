@@ -9,8 +9,8 @@ import { UhciPciFunction } from '../src/device/uhci-pci-function.js';
 import { ManualClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
-import { idleTabletGuest } from './linux-schedule.js';
-import { installBulkLoad } from './bulk-load.js';
+import { idleTabletGuest } from '../test/support/linux-schedule.js';
+import { installBulkLoad } from '../test/support/bulk-load.js';
 
 async function perFrameCosts(busy: boolean, frames: number): Promise<number[]> {
   const clock = new ManualClock();

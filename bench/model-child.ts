@@ -9,8 +9,8 @@ import { UhciPciFunction } from '../src/device/uhci-pci-function.js';
 import { RealClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
-import { idleTabletGuest, suspendLikeLinux } from './linux-schedule.js';
-import { installBulkLoad } from './bulk-load.js';
+import { idleTabletGuest, suspendLikeLinux } from '../test/support/linux-schedule.js';
+import { installBulkLoad } from '../test/support/bulk-load.js';
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'idle';

@@ -15,7 +15,7 @@ import { createRecordedFunction } from '../src/trace/recorded-function.js';
 import { Recorder } from '../src/trace/recorder.js';
 import { replayTrace } from '../src/trace/replay.js';
 import { MemorySink } from '../src/trace/sink.js';
-import { idleTabletGuest } from './linux-schedule.js';
+import { idleTabletGuest } from '../test/support/linux-schedule.js';
 
 export interface ReplayBenchResult {
   /** Guest time covered by the trace divided by the wall time of its replay. */

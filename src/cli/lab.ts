@@ -9,13 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspectTrace } from '../inspect/inspector.js';
 import { usbmonPcap } from '../inspect/usbmon-pcap.js';
-import { runLab, type LabPort, type LabResult } from '../lab/lab.js';
+import { runLab, type LabResult } from '../lab/lab.js';
+import type { LabPort } from '../lab/proxy-model.js';
 import { formatLsusb, EV_ABS, EV_KEY, EV_SYN, EV_MSC, EV_REL, type InputEvent } from '../lab/lab-report.js';
 import { runBiosLab, type BiosPort } from '../lab/bios.js';
 import { runUsbtestLab, CI_USBTEST_PLAN } from '../lab/usbtest-lab.js';
 import { runPassthroughLab } from '../lab/passthrough-lab.js';
 import { formatXenLabResult, runXenLab } from '../lab/xen-lab.js';
-import { parseArgs, optionHelp, UsageError, intOption, type OptionSpec } from './args.js';
+import { parseArgs, optionHelp, UsageError, intOption, type OptionSpec, type Parsed } from './args.js';
 
 const OPTIONS: Record<string, OptionSpec> = {
   port1: { value: true, help: 'device on port 1 (tablet|mouse|keyboard|gadget-zero|none), default tablet' },
@@ -102,102 +103,108 @@ export async function labCommand(argv: string[]): Promise<number> {
     if (p.options.has('pcap') && p.options.has(mode)) throw new UsageError(`--pcap cannot be used with --${mode} (use --record FILE, then uhci-dm inspect FILE --pcap OUT)`);
   }
   const json = p.options.has('json');
-  if (p.options.has('xen')) {
-    for (const o of ['reference', 'record', 'pcap', 'replug', 'bios', 'usbtest', 'passthrough', 'module', 'script', 'port1', 'port2']) {
-      if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --xen`);
-    }
-    const saveRestore = !p.options.has('no-save-restore');
-    const hostPassthrough = saveRestore && !p.options.has('no-passthrough');
-    const r = await runXenLab({
-      reference: !p.options.has('no-reference'),
-      saveRestore,
-      hostPassthrough,
-      timeout: intOption(p, 'timeout', 540, 60, 7200),
-      progress: (m) => process.stderr.write(`lab: ${m}\n`),
-    });
-    if (json) process.stdout.write(JSON.stringify({ ...r, serial: undefined }, null, 2) + '\n');
-    else process.stdout.write(formatXenLabResult(r) + '\n');
-    const ok = r.dm.done && r.uhciDmExit === 0 && (!saveRestore || r.restored?.uhciDmExitAfterSave === 0) && (!hostPassthrough || (r.hotplug?.address ?? 0) !== 0);
-    return ok ? 0 : 1;
-  }
+  if (p.options.has('xen')) return xenLab(p, json);
   for (const o of ['no-reference', 'no-save-restore', 'no-passthrough']) if (p.options.has(o)) throw new UsageError(`--${o} only applies to --xen`);
-  if (p.options.has('usbtest')) {
-    const plan = p.options.has('iterations') ? { ...CI_USBTEST_PLAN, iterations: intOption(p, 'iterations', 100, 1, 100000), caseParams: undefined } : CI_USBTEST_PLAN;
-    const r = await runUsbtestLab({ ...plan, timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000, onProgress: (m) => process.stderr.write(`lab: ${m}\n`) });
-    if (json) process.stdout.write(JSON.stringify({ device: r.device, cases: r.cases }, null, 2) + '\n');
-    else {
-      process.stdout.write(`usbtest on ${r.device ?? '(no device)'}:\n`);
-      for (const c of r.cases) process.stdout.write(`  test ${String(c.test).padStart(2)}: ${c.outcome}${c.errno ? ' (' + c.errno + ')' : ''}${c.seconds !== null ? ' ' + c.seconds + ' s' : ''}\n`);
-    }
-    return r.cases.length > 0 && r.cases.every((c) => c.outcome !== 'fail') ? 0 : 1;
+  if (p.options.has('usbtest')) return usbtestLab(p, json);
+  if (p.options.has('passthrough')) return passthroughLab(p, json);
+  if (p.options.has('bios')) return biosLab(p, json);
+  return linuxLab(p, json);
+}
+
+const progress = (m: string) => process.stderr.write(`lab: ${m}\n`);
+
+async function xenLab(p: Parsed, json: boolean): Promise<number> {
+  for (const o of ['reference', 'record', 'pcap', 'replug', 'bios', 'usbtest', 'passthrough', 'module', 'script', 'port1', 'port2']) {
+    if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --xen`);
   }
-  if (p.options.has('passthrough')) {
-    const r = await runPassthroughLab({
-      bytes: intOption(p, 'bytes', 1 << 20, 4096, 1 << 30),
-      unplugRounds: intOption(p, 'rounds', 5, 0, 100),
-      timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000,
-      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
-    });
-    const records = Object.fromEntries(r.records);
-    process.stdout.write(JSON.stringify(records, null, json ? 2 : 0) + '\n');
-    return r.lab.done && !r.records.has('error') ? 0 : 1;
+  const saveRestore = !p.options.has('no-save-restore');
+  const hostPassthrough = saveRestore && !p.options.has('no-passthrough');
+  const r = await runXenLab({
+    reference: !p.options.has('no-reference'),
+    saveRestore,
+    hostPassthrough,
+    timeout: intOption(p, 'timeout', 540, 60, 7200),
+    progress,
+  });
+  if (json) process.stdout.write(JSON.stringify({ ...r, serial: undefined }, null, 2) + '\n');
+  else process.stdout.write(formatXenLabResult(r) + '\n');
+  const ok = r.dm.done && r.uhciDmExit === 0 && (!saveRestore || r.restored?.uhciDmExitAfterSave === 0) && (!hostPassthrough || (r.hotplug?.address ?? 0) !== 0);
+  return ok ? 0 : 1;
+}
+
+async function usbtestLab(p: Parsed, json: boolean): Promise<number> {
+  const plan = p.options.has('iterations') ? { ...CI_USBTEST_PLAN, iterations: intOption(p, 'iterations', 100, 1, 100000), caseParams: undefined } : CI_USBTEST_PLAN;
+  const r = await runUsbtestLab({ ...plan, timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000, onProgress: progress });
+  if (json) process.stdout.write(JSON.stringify({ device: r.device, cases: r.cases }, null, 2) + '\n');
+  else {
+    process.stdout.write(`usbtest on ${r.device ?? '(no device)'}:\n`);
+    for (const c of r.cases) process.stdout.write(`  test ${String(c.test).padStart(2)}: ${c.outcome}${c.errno ? ' (' + c.errno + ')' : ''}${c.seconds !== null ? ' ' + c.seconds + ' s' : ''}\n`);
   }
-  if (p.options.has('bios')) {
-    for (const o of ['module', 'script', 'replug']) if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --bios`);
-    const ports = [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')];
-    if (ports.includes('gadget-zero')) throw new UsageError('--bios supports tablet, mouse, keyboard and none');
-    const r = await runBiosLab({
-      ports: ports as BiosPort[],
-      reference: p.options.has('reference'),
-      record: p.options.get('record')?.[0],
-      timeoutMs: intOption(p, 'timeout', 40, 5, 600) * 1000,
-      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
-    });
-    if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-    else {
-      process.stdout.write(
-        [
-          `mode: ${r.mode === 'model' ? 'uhci-dm model via x-pci-proxy-dev' : "QEMU's piix3-usb-uhci"}; SeaBIOS only; ${(r.elapsedMs / 1000).toFixed(1)} s`,
-          'SeaBIOS USB lines:',
-          ...r.log.filter((l) => /UHCI|USB|usb|keyboard|mouse/.test(l)).map((l) => '  ' + l),
-          r.trace ? `trace: ${r.trace.events} events, ${r.trace.frames} frames → ${r.trace.path}` : '',
-        ]
-          .filter(Boolean)
-          .join('\n') + '\n',
-      );
-    }
-    return r.uhciInit && r.finished ? 0 : 1;
+  return r.cases.length > 0 && r.cases.every((c) => c.outcome !== 'fail') ? 0 : 1;
+}
+
+async function passthroughLab(p: Parsed, json: boolean): Promise<number> {
+  const r = await runPassthroughLab({
+    bytes: intOption(p, 'bytes', 1 << 20, 4096, 1 << 30),
+    unplugRounds: intOption(p, 'rounds', 5, 0, 100),
+    timeoutMs: intOption(p, 'timeout', 900, 60, 7200) * 1000,
+    onProgress: progress,
+  });
+  const records = Object.fromEntries(r.records);
+  process.stdout.write(JSON.stringify(records, null, json ? 2 : 0) + '\n');
+  return r.lab.done && !r.records.has('error') ? 0 : 1;
+}
+
+async function biosLab(p: Parsed, json: boolean): Promise<number> {
+  for (const o of ['module', 'script', 'replug']) if (p.options.has(o)) throw new UsageError(`--${o} cannot be used with --bios`);
+  const ports = labPorts(p);
+  if (ports.includes('gadget-zero')) throw new UsageError('--bios supports tablet, mouse, keyboard and none');
+  const r = await runBiosLab({
+    ports: ports as BiosPort[],
+    reference: p.options.has('reference'),
+    record: p.options.get('record')?.[0],
+    timeoutMs: intOption(p, 'timeout', 40, 5, 600) * 1000,
+    onProgress: progress,
+  });
+  if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  else {
+    process.stdout.write(
+      [
+        `mode: ${r.mode === 'model' ? 'uhci-dm model via x-pci-proxy-dev' : "QEMU's piix3-usb-uhci"}; SeaBIOS only; ${(r.elapsedMs / 1000).toFixed(1)} s`,
+        'SeaBIOS USB lines:',
+        ...r.log.filter((l) => /UHCI|USB|usb|keyboard|mouse/.test(l)).map((l) => '  ' + l),
+        r.trace ? `trace: ${r.trace.events} events, ${r.trace.frames} frames → ${r.trace.path}` : '',
+      ]
+        .filter(Boolean)
+        .join('\n') + '\n',
+    );
   }
-  const scriptPath = p.options.get('script')?.[0];
-  let script: string | undefined;
-  if (scriptPath !== undefined) {
-    try {
-      script = readFileSync(scriptPath, 'utf8');
-    } catch (e) {
-      throw new UsageError(`cannot read --script ${scriptPath}: ${(e as Error).message}`);
-    }
-    if (!script.startsWith('#!')) script = '#!/bin/sh\n' + script;
-  }
+  return r.uhciInit && r.finished ? 0 : 1;
+}
+
+/** The default lab: the Linux guest on the model (or QEMU's UHCI with --reference). */
+async function linuxLab(p: Parsed, json: boolean): Promise<number> {
+  const script = guestScript(p.options.get('script')?.[0]);
   // --pcap: the lab records (to --record FILE, or a temporary trace) and the transfers are decoded from it afterwards.
   const pcapPath = p.options.get('pcap')?.[0];
   const tmp = pcapPath && !p.options.has('record') ? mkdtempSync(join(tmpdir(), 'uhci-dm-lab-')) : null;
   const record = tmp ? join(tmp, 'lab.uhcitrace.gz') : p.options.get('record')?.[0];
   try {
     const result = await runLab({
-      ports: [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')],
+      ports: labPorts(p),
       reference: p.options.has('reference'),
       modules: p.options.get('module') ?? [],
       script,
       timeoutMs: intOption(p, 'timeout', 240, 10, 3600) * 1000,
       record,
       replugPort: p.options.has('replug') ? (intOption(p, 'replug', 1, 1, 2) as 1 | 2) : undefined,
-      onProgress: (m) => process.stderr.write(`lab: ${m}\n`),
+      onProgress: progress,
     });
     if (pcapPath && record && result.trace) {
       const r = await inspectTrace(record, { transfers: true });
       const start = Date.parse(r.header.created);
       writeFileSync(pcapPath, usbmonPcap(r.urbs, Number.isFinite(start) ? start : 0));
-      process.stderr.write(`lab: ${r.urbs.length} transfers written to ${pcapPath} (usbmon pcap)\n`);
+      progress(`${r.urbs.length} transfers written to ${pcapPath} (usbmon pcap)`);
     }
     // The temporary trace is gone once we return: do not name it.
     const shown = tmp ? { ...result, trace: null } : result;
@@ -206,4 +213,20 @@ export async function labCommand(argv: string[]): Promise<number> {
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+function labPorts(p: Parsed): LabPort[] {
+  return [port(p.options.get('port1')?.[0], 'tablet', 'port1'), port(p.options.get('port2')?.[0], 'keyboard', 'port2')];
+}
+
+/** --script FILE: its contents, as a shell script. */
+function guestScript(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  let script: string;
+  try {
+    script = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read --script ${path}: ${(e as Error).message}`);
+  }
+  return script.startsWith('#!') ? script : '#!/bin/sh\n' + script;
 }

@@ -5,32 +5,20 @@
  * same guest boots with QEMU's own piix3-usb-uhci + usb-tablet/usb-kbd
  * instead, for a side-by-side comparison.
  */
-import { UserFacingError } from '../platform/user-facing-error.js';
-import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { UhciPciFunction } from '../device/uhci-pci-function.js';
-import { createUhciFunction } from '../trace/recorded-function.js';
-import { Recorder } from '../trace/recorder.js';
-import { RealClock } from '../platform/clock.js';
+import { UserFacingError } from '../platform/user-facing-error.js';
 import type { Logger, LogLevel } from '../uhci/controller.js';
-import { createUsbDevice } from '../usb/devices.js';
-import type { UsbDevice } from '../usb/packet.js';
 import { HidUsbDevice } from '../usb/hid/hid-device.js';
-import { nativeAvailable, socketPair, closeFd } from '../qemu/libc.js';
-import { QemuProxyTransport, type ProxyEnd, type ProxyStats } from '../qemu/proxy-transport.js';
+import { nativeAvailable } from '../qemu/libc.js';
+import type { ProxyEnd, ProxyStats } from '../qemu/proxy-transport.js';
 import { checkQemu } from '../qemu/qemu-binary.js';
-import { prepareGuestImage } from './guest-image.js';
+import { prepareGuestImage, type GuestImage } from './guest-image.js';
 import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { applyToModel, applyToQemu, defaultPlan, type InputAction, type LabDeviceKind } from './input-plan.js';
+import type { LabPort, ModelRegisters, ProxyModel } from './proxy-model.js';
+import { LabRig, referenceUhciQemuArgs, sharedRamQemuArgs } from './proxy-rig.js';
 import { QmpClient } from './qmp.js';
-
-/**
- * What sits on a root port. 'gadget-zero' (Linux's gadget zero, model mode
- * only) has no input; the guest loads `usbtest` for it.
- */
-export type LabPort = LabDeviceKind | 'gadget-zero' | 'none';
 
 export interface LabOptions {
   /** Devices on root ports 1 and 2 (default tablet, keyboard). */
@@ -76,23 +64,13 @@ export interface LabOptions {
   autosuspend?: { delayMs: number; holdMs?: number };
 }
 
-/** Model registers at one moment of the autosuspend scenario. */
-export interface LabModelRegisters {
-  usbcmd: number;
-  usbsts: number;
-  usbintr: number;
-  portsc: number[];
-  running: boolean;
-  framesProcessed: number;
-}
-
 export interface LabSuspendReport {
   /** Runtime PM status per USB device path when the guest said ready, and after the event window. */
   guestBefore: Record<string, string>;
   guestAfter: Record<string, string>;
   /** Model mode: registers when the guest said ready, and right after the first input was injected. */
-  atReady: LabModelRegisters | null;
-  afterFirstInput: LabModelRegisters | null;
+  atReady: ModelRegisters | null;
+  afterFirstInput: ModelRegisters | null;
   /** Model mode: ms from the first input until the guest had the controller running again (null: not seen). */
   resumedAfterMs: number | null;
   /** Model mode: what the lab process did while the guest stayed suspended for holdMs. */
@@ -133,10 +111,9 @@ export interface LabResult extends GuestReport {
   qemuStderr: string;
 }
 
-/** The PCI slot of the UHCI function in both modes, so device serials match. */
-const PCI_ADDR = '05.0';
-const HCD_PATH = '0000:00:05.0';
 const LOG_ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** Console lines kept for the report. */
+const CONSOLE_KEEP = 200;
 
 class CollectingLogger implements Logger {
   readonly lines: string[] = [];
@@ -159,15 +136,62 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
   const mode = opts.reference ? 'reference' : 'model';
   const progress = opts.onProgress ?? (() => {});
   const qemu = await checkQemu(opts.qemu);
+  const image = prepareGuestImage({ modules: guestModules(opts, ports), script: opts.script, cacheDir: opts.cacheDir });
+  progress(`guest: kernel ${image.kernelVersion}, initramfs ${image.cached ? 'cached' : 'built'} (${image.initrd})`);
+  const qmpPath = opts.reference ? join(tmpdir(), `uhci-lab-${process.pid}-${++runCounter}.qmp`) : null;
+  const logger = new CollectingLogger(LOG_ORDER[opts.modelLogLevel ?? 'info']);
+  const record = opts.record ? { path: opts.record, notes: opts.recordNotes ?? `uhci-dm lab: Linux guest, ports ${ports.join(', ')}` } : undefined;
+
+  progress(`starting ${qemu.binary} (${mode}: ${ports.join(', ')})`);
+  const rig = await LabRig.start({
+    binary: qemu.binary,
+    args: [...guestQemuArgs(opts, ports, image), ...(qmpPath ? referenceQemuArgs(ports, qmpPath) : [])],
+    model: opts.reference ? undefined : { ports, logger, record },
+    resetModelAtEnd: true,
+    console: true,
+    timeoutMs: opts.timeoutMs ?? 240_000,
+    onTimeout: () => progress('timeout: killing QEMU'),
+    removeAtEnd: qmpPath ? [qmpPath] : [],
+  });
+  const session = new GuestSession(rig, opts, ports, progress);
+  const end = await rig.run(
+    () => {
+      if (qmpPath) session.connectQmp(qmpPath);
+    },
+    () => session.close(),
+  );
+  return {
+    ...session.report(end.consoleTail),
+    mode,
+    ports,
+    qemuVersion: qemu.version,
+    kernel: image.kernel,
+    kernelVersion: image.kernelVersion,
+    initrdCached: image.cached,
+    elapsedMs: Date.now() - t0,
+    qemuExit: end.qemuExit,
+    timedOut: end.timedOut,
+    proxy: end.proxyEnd ? end.proxyEnd.stats : null,
+    proxyEnd: end.proxyEnd ? end.proxyEnd.reason : null,
+    modelLog: logger.lines,
+    trace: end.trace && opts.record ? { path: opts.record, events: end.trace.events, frames: end.trace.frames } : null,
+    qemuStderr: end.stderr,
+  };
+}
+
+/** The guest's kernel modules (usbtest for gadget zero); refuses what the mode cannot do. */
+function guestModules(opts: LabOptions, ports: readonly LabPort[]): string[] {
   if (!opts.reference) nativeAvailable();
   if (opts.reference && ports.includes('gadget-zero')) {
     throw new LabConfigError('QEMU has no gadget-zero device: --reference supports tablet, mouse and keyboard');
   }
   const modules = [...(opts.modules ?? [])];
   if (ports.includes('gadget-zero') && !modules.includes('usbtest')) modules.push('usbtest');
-  const image = prepareGuestImage({ modules, script: opts.script, cacheDir: opts.cacheDir });
-  progress(`guest: kernel ${image.kernelVersion}, initramfs ${image.cached ? 'cached' : 'built'} (${image.initrd})`);
+  return modules;
+}
 
+/** QEMU's arguments for the lab guest, the same in both modes (without the UHCI function). */
+function guestQemuArgs(opts: LabOptions, ports: readonly LabPort[], image: GuestImage): string[] {
   const wanted = ports.filter((p) => p !== 'none').length;
   const wantedInputs = ports.filter((p) => p !== 'none' && p !== 'gadget-zero').length;
   // Interrupts: under TCG, QEMU 7.2's proxy cannot deliver our INTx (it only
@@ -190,245 +214,178 @@ export async function runLab(opts: LabOptions = {}): Promise<LabResult> {
     ...(opts.autosuspend ? [`lab.autosuspend=${Math.max(1, Math.round(opts.autosuspend.delayMs))}`] : []),
     ...(opts.kernelArgs ?? []),
   ].join(' ');
-  const args = [
+  return [
     '-accel', 'tcg', '-m', '512', '-smp', '1', '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-kernel', image.kernel, '-initrd', image.initrd, '-append', append,
-    // Guest RAM in a shared file (an unlinked temporary in /dev/shm) so the proxy can map it.
-    '-object', `memory-backend-file,id=mem,size=512M,mem-path=${existsSync('/dev/shm') ? '/dev/shm' : tmpdir()},share=on`,
-    '-machine', 'pc,memory-backend=mem',
+    ...sharedRamQemuArgs('512M'),
     ...(opts.extraQemuArgs ?? []),
   ];
+}
 
-  const logger = new CollectingLogger(LOG_ORDER[opts.modelLogLevel ?? 'info']);
-  let transport: QemuProxyTransport | null = null;
-  let fn: UhciPciFunction | null = null;
-  let recorder: Recorder | null = null;
-  let labClock: RealClock | null = null;
-  let replugged = false;
-  const modelDevices: (UsbDevice | null)[] = [];
-  let childFd = -1;
-  let qmpPath: string | null = null;
-  let timerWakeups = 0;
-  const suspend: LabSuspendReport | null = opts.autosuspend
-    ? { guestBefore: {}, guestAfter: {}, atReady: null, afterFirstInput: null, resumedAfterMs: null, hold: null }
-    : null;
-  let readySeen = false;
-  const registers = (): LabModelRegisters | null => {
-    if (!fn) return null;
-    const hc = fn.controller;
-    return {
-      // Fields, not ioRead: no catch-up, nothing a recorded trace would miss.
-      usbcmd: hc.cmd,
-      usbsts: hc.status,
-      usbintr: hc.intr,
-      portsc: hc.ports.map((p) => p.read()),
-      running: hc.running,
-      framesProcessed: hc.framesProcessed,
-    };
-  };
+/** Reference mode: QEMU's own UHCI and devices, and QMP to inject input into them. */
+function referenceQemuArgs(ports: readonly LabPort[], qmpPath: string): string[] {
+  return ['-qmp', `unix:${qmpPath},server=on,wait=off`, ...referenceUhciQemuArgs(ports)];
+}
 
-  if (opts.reference) {
-    qmpPath = join(tmpdir(), `uhci-lab-${process.pid}-${++runCounter}.qmp`);
-    args.push('-qmp', `unix:${qmpPath},server=on,wait=off`);
-    args.push('-device', `piix3-usb-uhci,id=uhci,addr=${PCI_ADDR}`);
-    const qdev: Record<LabDeviceKind, string> = { tablet: 'usb-tablet', mouse: 'usb-mouse', keyboard: 'usb-kbd' };
-    ports.forEach((p, i) => {
-      if (p !== 'none' && p !== 'gadget-zero') args.push('-device', `${qdev[p]},id=port${i + 1},bus=uhci.0,port=${i + 1}`);
-    });
-  } else {
-    const [ours, theirs] = socketPair();
-    childFd = theirs;
-    transport = new QemuProxyTransport({ fd: ours, logger });
-    const clock = new RealClock();
-    // Count the model's timer wake-ups (the autosuspend scenario reports them).
-    const setTimer = clock.setTimer.bind(clock);
-    clock.setTimer = (at, cb) => setTimer(at, () => {
-      timerWakeups++;
-      cb();
-    });
-    if (opts.record) recorder = Recorder.toFile(opts.record, { notes: opts.recordNotes ?? `uhci-dm lab: Linux guest, ports ${ports.join(', ')}`, logger });
-    fn = createUhciFunction({ mem: transport.mem, irq: transport.irq, clock, logger, recorder });
-    labClock = clock;
-    ports.forEach((p, i) => {
-      if (p === 'none') {
-        modelDevices.push(null);
-        return;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The guest's side of one lab run: reads its console (boot, settled, ready,
+ * done markers and the report), injects the input plan once the guest is
+ * ready (through the model's devices, or QMP in reference mode), runs the
+ * autosuspend observations and the replug, then lets the guest finish.
+ */
+class GuestSession {
+  private readonly parser = new GuestReportParser();
+  private readonly consoleLines: string[] = [];
+  private readonly injected: LabInjection[] = [];
+  private readonly suspend: LabSuspendReport | null;
+  private readySeen = false;
+  private replugged = false;
+  private qmp: QmpClient | null = null;
+
+  constructor(
+    private readonly rig: LabRig,
+    private readonly opts: LabOptions,
+    private readonly ports: readonly LabPort[],
+    private readonly progress: (msg: string) => void,
+  ) {
+    this.suspend = opts.autosuspend
+      ? { guestBefore: {}, guestAfter: {}, atReady: null, afterFirstInput: null, resumedAfterMs: null, hold: null }
+      : null;
+    rig.onConsoleLine((line) => this.consoleLine(line));
+  }
+
+  connectQmp(path: string): void {
+    QmpClient.connect(path)
+      .then((c) => {
+        if (this.rig.alive) this.qmp = c;
+        else c.close();
+      })
+      .catch((e: Error) => this.progress(`QMP unavailable: ${e.message}`));
+  }
+
+  close(): void {
+    this.qmp?.close();
+  }
+
+  /** The guest's report (with the console's unterminated last line) and what this session did. */
+  report(consoleTail: string): GuestReport & Pick<LabResult, 'injected' | 'replugged' | 'suspend' | 'console'> {
+    if (consoleTail) this.parser.line(consoleTail);
+    return { ...this.parser.finish(), injected: this.injected, replugged: this.replugged, suspend: this.suspend, console: this.consoleLines };
+  }
+
+  private consoleLine(line: string): void {
+    const kw = this.parser.line(line);
+    switch (kw) {
+      case null:
+        this.consoleLines.push(line.replace(/\r$/, ''));
+        if (this.consoleLines.length > CONSOLE_KEEP) this.consoleLines.shift();
+        break;
+      case 'boot':
+        this.progress('guest booted, loading modules');
+        break;
+      case 'settled': {
+        const s = this.parser.report.settled!;
+        this.progress(`guest settled at ${s.uptime}s: ${s.boundInterfaces} interfaces bound, ${s.eventDevices} input devices`);
+        break;
       }
-      const dev = createUsbDevice(p, { clock, hcdPath: HCD_PATH, portPath: String(i + 1) });
-      fn!.attach(i, dev);
-      modelDevices.push(dev);
-    });
-    args.push('-device', `x-pci-proxy-dev,id=uhci0,addr=${PCI_ADDR},fd=3`);
-  }
-
-  progress(`starting ${qemu.binary} (${mode}: ${ports.join(', ')})`);
-  const child = spawn(qemu.binary, args, {
-    stdio: ['pipe', 'pipe', 'pipe', ...(childFd >= 0 ? [childFd] : [])],
-  });
-  if (childFd >= 0) closeFd(childFd);
-  const served = transport && fn ? transport.serve(fn) : null;
-
-  const parser = new GuestReportParser();
-  const consoleLines: string[] = [];
-  let stderr = '';
-  const injected: LabInjection[] = [];
-  let timedOut = false;
-  let qmp: QmpClient | null = null;
-  if (qmpPath) {
-    QmpClient.connect(qmpPath)
-      .then((c) => (qmp = c))
-      .catch((e: Error) => progress(`QMP unavailable: ${e.message}`));
-  }
-
-  const inject = async () => {
-    const plans = ports.map((p, i) => (p === 'none' || p === 'gadget-zero' ? null : { port: i + 1, device: p, actions: defaultPlan(p) }));
-    const steps = Math.max(0, ...plans.map((p) => p?.actions.length ?? 0));
-    if (suspend && fn && transport) {
-      // The guest is suspended: watch the model sit idle before waking it.
-      const holdMs = opts.autosuspend?.holdMs ?? 3000;
-      suspend.atReady = registers();
-      const st = transport.stats;
-      const before = { cpu: process.cpuUsage(), frames: fn.controller.framesProcessed, wakeups: timerWakeups, r: st.barReads, w: st.barWrites };
-      await new Promise((r) => setTimeout(r, holdMs));
-      const cpu = process.cpuUsage(before.cpu);
-      suspend.hold = {
-        ms: holdMs,
-        cpuMs: (cpu.user + cpu.system) / 1000,
-        frames: fn.controller.framesProcessed - before.frames,
-        timerWakeups: timerWakeups - before.wakeups,
-        barReads: st.barReads - before.r,
-        barWrites: st.barWrites - before.w,
-      };
+      case 'power':
+        if (this.suspend) {
+          const [, path = '', status = ''] = line.slice(line.indexOf('@@LAB:')).split(' ');
+          (this.readySeen ? this.suspend.guestAfter : this.suspend.guestBefore)[path] = status;
+        }
+        break;
+      case 'ready':
+        this.readySeen = true;
+        this.progress(this.suspend ? 'guest ready (autosuspended): holding, then injecting input' : 'guest ready: injecting input');
+        this.inject().catch((e: unknown) => this.rig.fail(e));
+        break;
+      case 'done':
+        this.progress('guest done');
+        break;
     }
+  }
+
+  /** The input plan, the event window, the replug; then the guest may finish. */
+  private async inject(): Promise<void> {
+    const plans = this.ports.map((p, i) => (p === 'none' || p === 'gadget-zero' ? null : { port: i + 1, device: p, actions: defaultPlan(p) }));
+    const steps = Math.max(0, ...plans.map((p) => p?.actions.length ?? 0));
+    const model = this.rig.model;
+    if (this.suspend && model) await this.holdSuspended(this.suspend, model);
     for (let s = 0; s < steps; s++) {
       for (const plan of plans) {
         const a = plan?.actions[s];
-        if (!plan || !a) continue;
-        try {
-          if (opts.reference) {
-            if (!qmp) throw new Error('no QMP connection');
-            await applyToQemu(qmp, null, a);
-          } else {
-            const dev = modelDevices[plan.port - 1];
-            if (!(dev instanceof HidUsbDevice)) throw new Error('no HID device on that port');
-            applyToModel(dev, a);
-            if (suspend && !suspend.afterFirstInput) {
-              suspend.afterFirstInput = registers();
-              const t = Date.now();
-              const hc = fn!.controller;
-              const watch = setInterval(() => {
-                if (hc.running) suspend.resumedAfterMs = Date.now() - t;
-                if (hc.running || Date.now() - t > 10_000) clearInterval(watch);
-              }, 5);
-            }
-          }
-        } catch (e) {
-          progress(`input on port ${plan.port} failed: ${(e as Error).message}`);
-        }
+        if (plan && a) await this.apply(plan.port, a);
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
-    plans.forEach((p) => p && injected.push(p));
-    await new Promise((r) => setTimeout(r, opts.eventWindowMs ?? 2500));
-    const rp = opts.replugPort;
-    if (rp && fn && labClock && ports[rp - 1] !== 'none') {
-      // Disconnect while the guest runs, then a fresh device on the same port.
-      progress(`unplugging port ${rp}`);
-      const old = fn.detach(rp - 1);
-      if (old instanceof HidUsbDevice) old.dispose();
-      await new Promise((r) => setTimeout(r, 1500));
-      const dev = createUsbDevice(ports[rp - 1]!, { clock: labClock, hcdPath: HCD_PATH, portPath: String(rp) });
-      fn.attach(rp - 1, dev);
-      modelDevices[rp - 1] = dev;
-      progress(`plugged a new ${ports[rp - 1]} into port ${rp}`);
-      await new Promise((r) => setTimeout(r, 4000));
-      replugged = true;
-    }
-    child.stdin!.write('\n');
-  };
-
-  let pending = '';
-  const stdout = child.stdout!;
-  const stderrStream = child.stderr!;
-  stdout.setEncoding('utf8');
-  stdout.on('data', (chunk: string) => {
-    pending += chunk;
-    let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      const kw = parser.line(line);
-      if (kw === null) {
-        consoleLines.push(line.replace(/\r$/, ''));
-        if (consoleLines.length > 200) consoleLines.shift();
-      } else if (kw === 'boot') progress('guest booted, loading modules');
-      else if (kw === 'settled') {
-        const s = parser.report.settled!;
-        progress(`guest settled at ${s.uptime}s: ${s.boundInterfaces} interfaces bound, ${s.eventDevices} input devices`);
-      } else if (kw === 'power' && suspend) {
-        const [, path = '', status = ''] = line.slice(line.indexOf('@@LAB:')).split(' ');
-        (readySeen ? suspend.guestAfter : suspend.guestBefore)[path] = status;
-      } else if (kw === 'ready') {
-        readySeen = true;
-        progress(suspend ? 'guest ready (autosuspended): holding, then injecting input' : 'guest ready: injecting input');
-        void inject();
-      } else if (kw === 'done') progress('guest done');
-    }
-  });
-  stderrStream.setEncoding('utf8');
-  stderrStream.on('data', (c: string) => {
-    if (stderr.length < 64 << 10) stderr += c;
-  });
-
-  const timeout = setTimeout(() => {
-    timedOut = true;
-    progress('timeout: killing QEMU');
-    child.kill('SIGKILL');
-  }, opts.timeoutMs ?? 240_000);
-
-  const qemuExit = await new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => resolve(code));
-    child.on('error', (e) => {
-      stderr += String(e);
-      resolve(null);
-    });
-  });
-  clearTimeout(timeout);
-  (qmp as QmpClient | null)?.close();
-  if (qmpPath) rmSync(qmpPath, { force: true });
-  let proxyEnd: ProxyEnd | null = null;
-  if (served && transport) {
-    // QEMU has exited, so the socket reports EOF; stop() covers a peer that never connected.
-    const t = setTimeout(() => transport!.stop(), 2000);
-    proxyEnd = await served;
-    clearTimeout(t);
+    plans.forEach((p) => p && this.injected.push(p));
+    await sleep(this.opts.eventWindowMs ?? 2500);
+    const rp = this.opts.replugPort;
+    if (rp && model) await this.replug(model, rp);
+    this.rig.sendConsole('\n');
   }
-  if (fn) fn.reset();
-  modelDevices.forEach((d) => {
-    if (d instanceof HidUsbDevice) d.dispose();
-  });
-  const traceSummary = recorder ? await recorder.close() : null;
-  if (pending) parser.line(pending);
-  const report = parser.finish();
-  return {
-    ...report,
-    mode,
-    ports,
-    qemuVersion: qemu.version,
-    kernel: image.kernel,
-    kernelVersion: image.kernelVersion,
-    initrdCached: image.cached,
-    elapsedMs: Date.now() - t0,
-    qemuExit,
-    timedOut,
-    injected,
-    proxy: proxyEnd ? proxyEnd.stats : null,
-    proxyEnd: proxyEnd ? proxyEnd.reason : null,
-    modelLog: logger.lines,
-    trace: traceSummary && opts.record ? { path: opts.record, events: traceSummary.events, frames: traceSummary.frames } : null,
-    replugged,
-    suspend,
-    console: consoleLines,
-    qemuStderr: stderr,
-  };
+
+  private async apply(port: number, a: InputAction): Promise<void> {
+    if (!this.rig.alive) return;
+    try {
+      if (this.opts.reference) {
+        if (!this.qmp) throw new Error('no QMP connection');
+        await applyToQemu(this.qmp, null, a);
+      } else {
+        const model = this.rig.model!;
+        const dev = model.device(port - 1);
+        if (!(dev instanceof HidUsbDevice)) throw new Error('no HID device on that port');
+        applyToModel(dev, a);
+        if (this.suspend && !this.suspend.afterFirstInput) this.watchResume(this.suspend, model);
+      }
+    } catch (e) {
+      this.progress(`input on port ${port} failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** The guest is suspended: watch the model sit idle for holdMs before waking it. */
+  private async holdSuspended(suspend: LabSuspendReport, model: ProxyModel): Promise<void> {
+    const holdMs = this.opts.autosuspend?.holdMs ?? 3000;
+    suspend.atReady = model.registers();
+    const st = model.transport.stats;
+    const hc = model.fn.controller;
+    const before = { cpu: process.cpuUsage(), frames: hc.framesProcessed, wakeups: model.clock.timerWakeups, r: st.barReads, w: st.barWrites };
+    await sleep(holdMs);
+    const cpu = process.cpuUsage(before.cpu);
+    suspend.hold = {
+      ms: holdMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      frames: hc.framesProcessed - before.frames,
+      timerWakeups: model.clock.timerWakeups - before.wakeups,
+      barReads: st.barReads - before.r,
+      barWrites: st.barWrites - before.w,
+    };
+  }
+
+  /** After the first input on a suspended guest: registers now, and how soon the guest runs the controller again. */
+  private watchResume(suspend: LabSuspendReport, model: ProxyModel): void {
+    suspend.afterFirstInput = model.registers();
+    const t = Date.now();
+    const hc = model.fn.controller;
+    this.rig.every(5, () => {
+      if (hc.running) suspend.resumedAfterMs = Date.now() - t;
+      return hc.running || Date.now() - t > 10_000;
+    });
+  }
+
+  /** Disconnect the device on `port` while the guest runs, then plug a fresh one of the same kind in. */
+  private async replug(model: ProxyModel, port: 1 | 2): Promise<void> {
+    const kind = this.ports[port - 1];
+    if (!kind || kind === 'none') return;
+    this.progress(`unplugging port ${port}`);
+    model.unplug(port - 1);
+    await sleep(1500);
+    if (!this.rig.alive) return;
+    model.plug(port - 1, kind);
+    this.progress(`plugged a new ${kind} into port ${port}`);
+    await sleep(4000);
+    this.replugged = true;
+  }
 }

@@ -11,8 +11,8 @@ import { FRAME_NS } from '../../src/uhci/controller.js';
 import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_IOC, makeToken } from '../../src/uhci/descriptors.js';
 import { UsbTablet } from '../../src/usb/hid/tablet.js';
 import { PID_IN, type UsbPacket } from '../../src/usb/packet.js';
-import { idleTabletGuest, suspendLikeLinux } from '../../bench/linux-schedule.js';
-import { installBulkLoad } from '../../bench/bulk-load.js';
+import { idleTabletGuest, suspendLikeLinux } from '../support/linux-schedule.js';
+import { installBulkLoad } from '../support/bulk-load.js';
 
 const REGION = 0x200000; // the Linux skeleton, its TDs and the bulk load live in 0x200000..0x210000
 

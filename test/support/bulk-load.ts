@@ -1,12 +1,12 @@
 /**
- * A busy schedule for the benchmarks: 120 QHs hung off the bulk skeleton QH,
+ * A busy schedule for the benchmarks and tests: 120 QHs hung off the bulk skeleton QH,
  * each with an active IN TD to the device's interrupt endpoint that NAKs
  * while there is no input — 120 transactions per frame that never complete,
  * so the load stays the same for the whole measurement on both QEMU and our
  * model.
  */
-import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, makeToken } from '../src/uhci/descriptors.js';
-import { PID_IN } from '../src/usb/packet.js';
+import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, makeToken } from '../../src/uhci/descriptors.js';
+import { PID_IN } from '../../src/usb/packet.js';
 import type { LinuxSchedule, MemWriter } from './linux-schedule.js';
 
 export const BUSY_QUEUES = 120;

@@ -3,17 +3,18 @@
  * interrupt skeleton QHs for intervals 128..1 chained toward the low-speed
  * control, full-speed control and bulk QHs and a terminating QH; frame-list
  * entry i points at the interrupt QH of the largest interval whose period
- * divides i. Used by the benchmarks to give QEMU and our model the same
- * work: an idle tablet polled by one interrupt IN TD in the 8 ms queue.
+ * divides i. The benchmarks use it to give QEMU and our model the same
+ * work (an idle tablet polled by one interrupt IN TD in the 8 ms queue),
+ * and the quiescent-replay tests to drive the model as Linux does.
  */
-import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_SPD, makeToken } from '../src/uhci/descriptors.js';
-import { PID_IN } from '../src/usb/packet.js';
-import type { UhciPciFunction } from '../src/device/uhci-pci-function.js';
-import { InProcessBus } from '../src/guest/model-bus.js';
-import { UhciGuestDriver, type EnumeratedDevice, type GuestBus } from '../src/guest/uhci-driver.js';
-import type { Clock, ManualClock } from '../src/platform/clock.js';
-import type { FlatMemory } from '../src/platform/memory.js';
-import { createDevice } from '../src/usb/devices.js';
+import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_SPD, makeToken } from '../../src/uhci/descriptors.js';
+import { PID_IN } from '../../src/usb/packet.js';
+import type { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
+import { InProcessBus } from '../../src/guest/model-bus.js';
+import { UhciGuestDriver, type EnumeratedDevice, type GuestBus } from '../../src/guest/uhci-driver.js';
+import type { Clock, ManualClock } from '../../src/platform/clock.js';
+import type { FlatMemory } from '../../src/platform/memory.js';
+import { createDevice } from '../../src/usb/devices.js';
 
 export interface MemWriter {
   writeMem(addr: number, bytes: Uint8Array): Promise<void>;
