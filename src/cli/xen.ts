@@ -9,7 +9,7 @@
  * as a usbmon pcap while the guest runs. See docs/xen.md.
  */
 import { UserFacingError } from '../platform/user-facing-error.js';
-import { StreamLogger } from '../log/logger.js';
+import { StreamLogger } from '../platform/logger.js';
 import { RealClock } from '../platform/clock.js';
 import { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { UhciGuestDriver } from '../guest/uhci-driver.js';

@@ -8,7 +8,8 @@ import type { Clock } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import type { GuestMemory } from '../platform/memory.js';
 import { UhciConfigSpace, type UhciVariant } from '../pci/config-space.js';
-import { UhciController, type Logger, type UhciControllerState } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
+import { UhciController, type UhciControllerState } from '../uhci/controller.js';
 import type { WireTimer } from '../uhci/wire-timer.js';
 import type { UsbDevice } from '../usb/packet.js';
 

@@ -14,7 +14,7 @@ import { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { createRecordedFunction } from '../trace/recorded-function.js';
 import { Recorder } from '../trace/recorder.js';
 import { RealClock } from '../platform/clock.js';
-import type { Logger, LogLevel } from '../uhci/controller.js';
+import type { Logger, LogLevel } from '../platform/logger.js';
 import { createUsbDevice } from '../usb/devices.js';
 import type { UsbDevice } from '../usb/packet.js';
 import { HidUsbDevice } from '../usb/hid/hid-device.js';

@@ -15,7 +15,7 @@
  * src/lab/). This is a limit of QEMU 7.2's proxy, not of the model.
  */
 import type { IrqLine } from '../platform/irq.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import {
   MessageAssembler,
   MpqemuProtocolError,

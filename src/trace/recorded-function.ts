@@ -14,7 +14,7 @@ import type { Clock } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import type { GuestMemory } from '../platform/memory.js';
 import type { UhciVariant } from '../pci/config-space.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import type { UsbDevice } from '../usb/packet.js';
 import { UhciPciFunction, type UhciPciFunctionOptions, type UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import { INPUT_KINDS, OUTPUT_KINDS, type TraceModelOptions } from './format.js';

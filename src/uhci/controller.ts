@@ -11,6 +11,7 @@
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
+import type { Logger, LogLevel } from '../platform/logger.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import type { UsbDevice, UsbPacket } from '../usb/packet.js';
 import {
@@ -60,11 +61,6 @@ export const DEFAULT_MAX_BATCH = 64;
 export const MAX_CATCH_UP_FRAMES = 2048;
 /** Consecutive idle frames before the controller starts coalescing wake-ups. */
 export const IDLE_THRESHOLD_FRAMES = 8;
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export interface Logger {
-  log(level: LogLevel, component: string, msg: string, fields?: Record<string, unknown>): void;
-}
 
 export interface UhciControllerOptions {
   mem: GuestMemory;

@@ -20,7 +20,7 @@ import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import { UhciPciFunction } from '../device/uhci-pci-function.js';
-import type { Logger, LogLevel } from '../log/logger.js';
+import type { Logger, LogLevel } from '../platform/logger.js';
 import { formatBdf, type PciBdf } from './bdf.js';
 import {
   IOREQ_READ,

@@ -2,7 +2,7 @@
  * Regressions found by the hostile-ioreq fuzzer (test/fuzz/ioreq-harness.ts)
  * and by reading the server while writing it.
  */
-import { MemoryLogger } from '../../src/log/logger.js';
+import { MemoryLogger } from '../../src/platform/logger.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { IOREQ_READ, IOREQ_WRITE, IOREQ_TYPE_PCI_CONFIG, IOREQ_TYPE_PIO, encodePciConfigAddr } from '../../src/xen/ioreq.js';
 import { UhciPciFunction } from '../../src/device/uhci-pci-function.js';

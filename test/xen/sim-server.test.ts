@@ -7,7 +7,7 @@
  */
 import { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
 import { UhciGuestDriver } from '../../src/guest/uhci-driver.js';
-import { MemoryLogger } from '../../src/log/logger.js';
+import { MemoryLogger } from '../../src/platform/logger.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import type { GuestMemory } from '../../src/platform/memory.js';
 import { createDevice } from '../../src/usb/devices.js';
