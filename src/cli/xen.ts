@@ -273,8 +273,8 @@ async function simulatedGuest(sim: SimHypervisor, server: IoreqServer, logger: S
     const found = await driver.probe(0xc000, [server.bdf.device]);
     out(`simulated guest: UHCI ${found.id.toString(16)} at PCI slot ${found.slot}, I/O 0x${driver.ioBase.toString(16)}\n`);
     await driver.start();
-    for (let port = 0; port < server.fn.controller.ports.length; port++) {
-      if (!server.fn.controller.ports[port]!.device) continue;
+    for (let port = 0; port < server.fn.portCount; port++) {
+      if (!server.fn.deviceAt(port)) continue;
       const d = await driver.enumerate(port);
       out(`simulated guest: port ${port + 1}: ${d.vendorId.toString(16).padStart(4, '0')}:${d.productId.toString(16).padStart(4, '0')} ${d.manufacturer} ${d.product}\n`);
     }

@@ -101,6 +101,7 @@ export class LogLimiter {
   private readonly nowNs: () => number;
   private readonly burst: number;
   private readonly refillNs: number;
+  private stackLogged = false;
 
   constructor(
     private readonly logger: Logger | undefined,
@@ -131,6 +132,20 @@ export class LogLimiter {
       b.suppressed = 0;
     }
     logger.log(level, component, msg, fields);
+  }
+
+  /**
+   * An internal error (a bug, not bad input): one error line under `key`
+   * (rate limited like any other) naming the error, and its stack at debug
+   * level the first time this limiter sees an error only.
+   */
+  error(key: string, component: string, msg: string, error: unknown, fields?: Record<string, unknown>): void {
+    const e = error instanceof Error ? error : new Error(String(error));
+    this.log(key, 'error', component, msg, { ...fields, error: `${e.name}: ${e.message}` });
+    if (!this.stackLogged && e.stack) {
+      this.stackLogged = true;
+      this.logger?.log('debug', component, 'stack of the first internal error', { stack: e.stack });
+    }
   }
 
   private bucket(key: string, now: number): Bucket {
