@@ -16,6 +16,7 @@ import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import { UhciPciFunction, type UhciPciFunctionOptions, type UhciPciFunctionState } from '../device/uhci-pci-function.js';
+import { HarnessAbort } from '../platform/harness-abort.js';
 import type { Logger } from '../platform/logger.js';
 import { decodeTd, formatTd } from '../uhci/descriptors.js';
 import { PID_IN, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../usb/packet.js';
@@ -72,7 +73,7 @@ export type ReplayResult =
   | { ok: false; header: TraceHeader; events: number; divergence: Divergence };
 
 /** Thrown inside the model's call stack at a mismatch; turned into a Divergence. */
-export class ReplayDivergence extends Error {
+export class ReplayDivergence extends HarnessAbort {
   constructor(
     readonly expected: string,
     readonly got: string,

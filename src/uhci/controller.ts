@@ -10,6 +10,7 @@
  * and time come in through the platform interfaces.
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
+import { HarnessAbort } from '../platform/harness-abort.js';
 import type { IrqLine } from '../platform/irq.js';
 import { LogLimiter, type Logger, type LogLevel } from '../platform/logger.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
@@ -390,6 +391,12 @@ export class UhciController {
     this.updateIrq();
   }
 
+  /** A harness ending the run (replay's divergence) passes; anything else is a Host System Error. */
+  private contain(where: string, e: unknown): void {
+    if (e instanceof HarnessAbort) throw e;
+    this.hostSystemError(where, e);
+  }
+
   /**
    * The fault entry point for anything that throws where it should not (a
    * bug of ours, a device, a backend): the controller does what the hardware
@@ -514,7 +521,7 @@ export class UhciController {
       return this.running && due > n;
     } catch (e) {
       // Reached from the frame timer and from guest I/O: neither may die of it.
-      this.hostSystemError('frame processing', e);
+      this.contain('frame processing', e);
       return false;
     } finally {
       this.inCatchUp = false;
@@ -602,7 +609,7 @@ export class UhciController {
       try {
         f();
       } catch (e) {
-        this.hostSystemError(where, e);
+        this.contain(where, e);
       }
     };
     dev.attach({
