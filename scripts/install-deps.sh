@@ -9,6 +9,14 @@
 #                     PV dom0, HVM domUs; QEMU-xen for the reference domU)
 #   grub-pc-bin grub-common xorriso mtools   grub-mkrescue builds the lab's bootable Xen ISO
 set -euo pipefail
+# Root installs directly (a fresh Debian machine has no sudo); anyone else goes through sudo.
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: run as root (sudo is not installed)" >&2
+    exit 1
+  fi
+  exec sudo bash "$0" "$@"
+fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(qemu-system-x86 qemu-utils linux-image-amd64 busybox-static libxen-dev gcc libc6-dev tshark
   xen-hypervisor-4.17-amd64 xen-utils-4.17 qemu-system-xen grub-pc-bin grub-common xorriso mtools cpio)
