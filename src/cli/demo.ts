@@ -7,7 +7,7 @@
  */
 import { InProcessBus } from '../guest/model-bus.js';
 import { UhciGuestDriver, type EnumeratedDevice } from '../guest/uhci-driver.js';
-import { StreamLogger } from '../log/logger.js';
+import { StreamLogger } from '../platform/logger.js';
 import { ManualClock } from '../platform/clock.js';
 import { LatchedIrq } from '../platform/irq.js';
 import { FlatMemory } from '../platform/memory.js';

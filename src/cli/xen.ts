@@ -9,7 +9,7 @@
  * as a usbmon pcap while the guest runs. See docs/xen.md.
  */
 import { UserFacingError } from '../platform/user-facing-error.js';
-import { StreamLogger } from '../log/logger.js';
+import { StreamLogger } from '../platform/logger.js';
 import { RealClock } from '../platform/clock.js';
 import { UhciGuestDriver } from '../guest/uhci-driver.js';
 import { LiveInspector, DEFAULT_LIVE_FRAMES } from '../inspect/live-inspector.js';
@@ -277,8 +277,8 @@ async function simulatedGuest(sim: SimHypervisor, server: IoreqServer, logger: S
     const found = await driver.probe(0xc000, [server.bdf.device]);
     out(`simulated guest: UHCI ${found.id.toString(16)} at PCI slot ${found.slot}, I/O 0x${driver.ioBase.toString(16)}\n`);
     await driver.start();
-    for (let port = 0; port < server.fn.controller.ports.length; port++) {
-      if (!server.fn.controller.ports[port]!.device) continue;
+    for (let port = 0; port < server.fn.portCount; port++) {
+      if (!server.fn.deviceAt(port)) continue;
       const d = await driver.enumerate(port);
       out(`simulated guest: port ${port + 1}: ${d.vendorId.toString(16).padStart(4, '0')}:${d.productId.toString(16).padStart(4, '0')} ${d.manufacturer} ${d.product}\n`);
     }

@@ -7,10 +7,13 @@
 import type { Clock } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import type { GuestMemory } from '../platform/memory.js';
-import { UhciConfigSpace, type UhciVariant } from '../pci/config-space.js';
-import { UhciController, type Logger, type UhciControllerState } from '../uhci/controller.js';
+import { UHCI_IO_SIZE, UhciConfigSpace, type UhciVariant } from '../pci/config-space.js';
+import type { Logger } from '../platform/logger.js';
+import { UhciController, type UhciControllerState } from '../uhci/controller.js';
 import type { WireTimer } from '../uhci/wire-timer.js';
 import type { UsbDevice } from '../usb/packet.js';
+import { windowRead, windowWrite } from './io-window.js';
+import type { AccessSize, IoWindow, PciFunction, PciFunctionStats } from './pci-function.js';
 
 export interface UhciPciFunctionOptions {
   mem: GuestMemory;
@@ -30,15 +33,16 @@ export interface UhciPciFunctionState {
   devices: ({ port: number; state: unknown } | null)[];
 }
 
-export class UhciPciFunction {
+export class UhciPciFunction implements PciFunction {
   readonly config: UhciConfigSpace;
   readonly controller: UhciController;
-  /** Called when the guest moves, enables or disables the I/O window. */
-  onIoWindowChange?: (base: number | null) => void;
+  onIoWindowChange?: (window: IoWindow | null) => void;
+  /** The last window handed out (reused while the BAR stays put: port I/O allocates nothing). */
+  private window: IoWindow | null = null;
 
   constructor(opts: UhciPciFunctionOptions) {
     this.config = new UhciConfigSpace(opts.variant ?? 'piix3');
-    this.config.onBarChange = (base) => this.onIoWindowChange?.(base);
+    this.config.onBarChange = () => this.onIoWindowChange?.(this.ioWindow);
     // The controller's interrupt goes through the config space (COMMAND.INTX_DISABLE,
     // STATUS.INTERRUPT) before it reaches the transport's INTx line.
     this.config.onIntxChange = (asserted) => opts.irq.set(asserted);
@@ -67,6 +71,13 @@ export class UhciPciFunction {
     return this.config.ioBase;
   }
 
+  get ioWindow(): IoWindow | null {
+    const base = this.config.ioBase;
+    if (base === null) return null;
+    if (this.window?.base !== base) this.window = { base, size: UHCI_IO_SIZE };
+    return this.window;
+  }
+
   /** Access at `offset` inside the 32-byte I/O BAR. */
   ioRead(offset: number, size: 1 | 2 | 4): number {
     return this.controller.ioRead(offset, size);
@@ -75,27 +86,37 @@ export class UhciPciFunction {
     this.controller.ioWrite(offset, size, value);
   }
 
-  /**
-   * Port I/O at an absolute port address: routed to the controller when it
-   * falls inside the enabled BAR4 window. Returns undefined when not ours.
-   */
-  portRead(port: number, size: 1 | 2 | 4): number | undefined {
-    const base = this.config.ioBase;
-    if (base === null || port < base || port >= base + 32) return undefined;
-    return this.ioRead(port - base, size);
+  portRead(port: number, size: AccessSize): number | undefined {
+    return windowRead(this.ioWindow, port, size, (o, s) => this.ioRead(o, s));
   }
-  portWrite(port: number, size: 1 | 2 | 4, value: number): boolean {
-    const base = this.config.ioBase;
-    if (base === null || port < base || port >= base + 32) return false;
-    this.ioWrite(port - base, size, value);
-    return true;
+  portWrite(port: number, size: AccessSize, value: number): boolean {
+    return windowWrite(this.ioWindow, port, size, value, (o, s, v) => this.ioWrite(o, s, v));
   }
 
+  get interruptPin(): number {
+    return this.config.interruptPin;
+  }
+
+  get portCount(): number {
+    return this.controller.ports.length;
+  }
+  deviceAt(port: number): UsbDevice | null {
+    return this.controller.ports[port]?.device ?? null;
+  }
   attach(port: number, dev: UsbDevice): void {
     this.controller.attach(port, dev);
   }
   detach(port: number): UsbDevice | null {
     return this.controller.detach(port);
+  }
+
+  stats(): PciFunctionStats {
+    const c = this.controller;
+    return { framesProcessed: c.framesProcessed, framesSkipped: c.framesSkipped, irqAsserted: c.irqAsserted };
+  }
+
+  hostSystemError(where: string, error: unknown): void {
+    this.controller.hostSystemError(where, error);
   }
 
   /** PCI reset (RST#, or QEMU DEVICE_RESET): config space and controller to defaults. */

@@ -8,7 +8,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserFacingError } from '../platform/user-facing-error.js';
-import type { Logger, LogLevel } from '../uhci/controller.js';
+import type { Logger, LogLevel } from '../platform/logger.js';
 import { HidUsbDevice } from '../usb/hid/hid-device.js';
 import { nativeAvailable } from '../qemu/libc.js';
 import type { ProxyEnd, ProxyStats } from '../qemu/proxy-transport.js';

@@ -10,7 +10,7 @@ import { closeFd, socketPair } from '../qemu/libc.js';
 import { QemuProxyTransport, type ProxyEnd } from '../qemu/proxy-transport.js';
 import { createRecordedFunction } from '../trace/recorded-function.js';
 import { Recorder, type RecordingSummary } from '../trace/recorder.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import { createUsbDevice } from '../usb/devices.js';
 import { HidUsbDevice } from '../usb/hid/hid-device.js';
 import type { UsbDevice } from '../usb/packet.js';

@@ -13,9 +13,18 @@
  * high. Under TCG QEMU registers no irqfd (KVM only), so the guest never
  * sees the interrupt: Linux guests must poll (boot with `irqpoll`, see
  * src/lab/). This is a limit of QEMU 7.2's proxy, not of the model.
+ *
+ * Faults: a request whose handling throws is still answered (reads all
+ * ones) and reported to the function as an internal fault (UHCI: Host
+ * System Error), so QEMU's vCPU never waits for a RET that does not come;
+ * anything else that throws in the socket callback ends the transport with
+ * one error instead of the process. Lines QEMU (and so a guest) can trigger
+ * are rate limited.
  */
+import { windowRead, windowWrite } from '../device/io-window.js';
+import type { AccessSize, PciFunction } from '../device/pci-function.js';
 import type { IrqLine } from '../platform/irq.js';
-import type { Logger } from '../uhci/controller.js';
+import { LogLimiter, type Logger } from '../platform/logger.js';
 import {
   MessageAssembler,
   MpqemuProtocolError,
@@ -38,18 +47,6 @@ import {
   type Mapping,
 } from './libc.js';
 
-/** What the transport needs from the PCI function it serves (UhciPciFunction fits). */
-export interface ProxiedFunction {
-  configRead(offset: number, size: 1 | 2 | 4): number;
-  configWrite(offset: number, size: 1 | 2 | 4, value: number): void;
-  /** Access at `offset` inside the I/O BAR. */
-  ioRead(offset: number, size: 1 | 2 | 4): number;
-  ioWrite(offset: number, size: 1 | 2 | 4, value: number): void;
-  /** Base of the I/O BAR while decoding is enabled, else null. */
-  readonly ioBase: number | null;
-  reset(): void;
-}
-
 export interface ProxyStats {
   configReads: number;
   configWrites: number;
@@ -60,7 +57,7 @@ export interface ProxyStats {
   resets: number;
   memoryMaps: number;
   irqRaises: number;
-  /** Exceptions thrown by the function while handling a request (answered anyway). */
+  /** Exceptions thrown by the function while handling a request (answered anyway, reported as a Host System Error). */
   functionErrors: number;
 }
 
@@ -96,7 +93,7 @@ class EventFdIrq implements IrqLine {
 
 const ALL_ONES = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
 
-function accessSize(n: number): 1 | 2 | 4 | null {
+function accessSize(n: number): AccessSize | null {
   return n === 1 || n === 2 || n === 4 ? n : null;
 }
 
@@ -121,22 +118,25 @@ export class QemuProxyTransport {
   private readonly wakeFd: number;
   private resampleFd = -1;
   private mappings: Mapping[] = [];
-  private fn: ProxiedFunction | null = null;
+  private fn: PciFunction | null = null;
   private stopping = false;
   private ended: ProxyEnd | null = null;
   private resolveEnd: ((e: ProxyEnd) => void) | null = null;
   private readonly logger?: Logger;
+  /** Rate limits for the lines the peer (and through it the guest) can trigger. */
+  private readonly logs: LogLimiter;
   private readonly onMessage?: (m: MpqemuMessage) => void;
 
   constructor(opts: QemuProxyTransportOptions) {
     this.sock = new FdSocket(opts.fd);
     this.wakeFd = eventFd();
     this.logger = opts.logger;
+    this.logs = new LogLimiter(opts.logger);
     this.onMessage = opts.onMessage;
   }
 
   /** Serve `fn` until QEMU closes the connection or stop() is called. */
-  serve(fn: ProxiedFunction): Promise<ProxyEnd> {
+  serve(fn: PciFunction): Promise<ProxyEnd> {
     if (this.fn) throw new Error('QemuProxyTransport.serve called twice');
     this.fn = fn;
     return new Promise((resolve) => {
@@ -162,12 +162,17 @@ export class QemuProxyTransport {
     this.sock.pollAsync(fds, -1, (err, revents) => {
       if (err) return this.finish({ reason: 'io-error', error: err });
       if (this.stopping || (revents[1]! & POLLIN) !== 0) return this.finish({ reason: 'stopped' });
-      if (this.resampleFd >= 0 && revents[2]! & POLLIN) this.onResample();
-      const s = revents[0]!;
-      if (s & POLLNVAL) return this.finish({ reason: 'io-error', error: new Error('socket fd is not open') });
-      if (s & (POLLIN | POLLHUP | POLLERR)) {
-        const end = this.drain();
-        if (end) return this.finish(end);
+      try {
+        if (this.resampleFd >= 0 && revents[2]! & POLLIN) this.onResample();
+        const s = revents[0]!;
+        if (s & POLLNVAL) return this.finish({ reason: 'io-error', error: new Error('socket fd is not open') });
+        if (s & (POLLIN | POLLHUP | POLLERR)) {
+          const end = this.drain();
+          if (end) return this.finish(end);
+        }
+      } catch (e) {
+        // Not the function (handle() contains that): the socket or the transport itself failed.
+        return this.finish({ reason: 'io-error', error: e instanceof Error ? e : new Error(String(e)) });
       }
       this.arm();
     });
@@ -200,12 +205,17 @@ export class QemuProxyTransport {
     this.sock.send(encodeRet(value));
   }
 
+  /** Run a call into the function; if it throws, report the fault to the function and answer `fallback`. */
   private guard<T>(what: string, f: () => T, fallback: T): T {
     try {
       return f();
     } catch (e) {
       this.stats.functionErrors++;
-      this.logger?.log('error', 'qemu-proxy', `${what} threw: ${(e as Error).message}`, {});
+      try {
+        this.fn!.hostSystemError(`a proxied ${what}`, e);
+      } catch (again) {
+        this.logs.error('function-fault', 'qemu-proxy', `${what} threw, and so did the fault report`, again);
+      }
       return fallback;
     }
   }
@@ -227,14 +237,14 @@ export class QemuProxyTransport {
       case 'config-read': {
         this.stats.configReads++;
         const size = accessSize(m.len);
-        const v = size === null ? 0xffffffff : this.guard('configRead', () => fn.configRead(m.addr, size), ALL_ONES[size]);
+        const v = size === null ? 0xffffffff : this.guard('config read', () => fn.configRead(m.addr, size), ALL_ONES[size]);
         this.reply(v >>> 0);
         return;
       }
       case 'config-write': {
         this.stats.configWrites++;
         const size = accessSize(m.len);
-        if (size !== null) this.guard('configWrite', () => fn.configWrite(m.addr, size, m.value), undefined);
+        if (size !== null) this.guard('config write', () => fn.configWrite(m.addr, size, m.value), undefined);
         this.reply(0);
         return;
       }
@@ -256,53 +266,56 @@ export class QemuProxyTransport {
         return;
       case 'unknown':
         m.fds.forEach(closeFd);
-        this.logger?.log('warn', 'qemu-proxy', `unknown command ${m.code} ignored`, { size: m.payload.length });
+        this.logs.log('unknown-command', 'warn', 'qemu-proxy', `unknown command ${m.code} ignored`, { size: m.payload.length });
         return;
       case 'ret':
-        this.logger?.log('warn', 'qemu-proxy', 'unexpected RET from QEMU ignored', {});
+        this.logs.log('unexpected-ret', 'warn', 'qemu-proxy', 'unexpected RET from QEMU ignored', {});
         return;
     }
   }
 
-  /** Offset of an absolute BAR address inside our 32-byte I/O window, or null. */
-  private windowOffset(fn: ProxiedFunction, addr: number, size: number, memory: boolean): number | null {
-    const base = fn.ioBase;
-    if (memory || base === null || addr < base || addr + size > base + 32) {
-      this.stats.barMisses++;
-      if (this.stats.barMisses <= 8) {
-        this.logger?.log('warn', 'qemu-proxy', 'BAR access outside the I/O window', {
-          addr: `0x${addr.toString(16)}`,
-          size,
-          memory,
-          ioBase: base === null ? 'off' : `0x${base.toString(16)}`,
-        });
-      }
-      return null;
-    }
-    return addr - base;
+  /** A BAR access none of whose bytes is in the function's I/O window (or one to a memory BAR, which it has none of). */
+  private miss(fn: PciFunction, addr: number, size: number, memory: boolean): void {
+    this.stats.barMisses++;
+    const w = fn.ioWindow;
+    this.logs.log('bar-miss', 'warn', 'qemu-proxy', 'BAR access outside the I/O window', {
+      addr: `0x${addr.toString(16)}`,
+      size,
+      memory,
+      ioBase: w === null ? 'off' : `0x${w.base.toString(16)}`,
+    });
   }
 
-  private barRead(fn: ProxiedFunction, addr: number, size: number, memory: boolean): bigint {
-    const off = this.windowOffset(fn, addr, size, memory);
-    if (off === null) return size >= 8 ? 0xffffffffffffffffn : (1n << BigInt(size * 8)) - 1n;
+  /**
+   * Decoded against the window by the one rule (device/io-window.ts); an
+   * 8-byte (or odd-sized) access as two dword halves, as a CPU splits it.
+   */
+  private barRead(fn: PciFunction, addr: number, size: number, memory: boolean): bigint {
     const s = accessSize(size);
-    if (s) return BigInt(this.guard('ioRead', () => fn.ioRead(off, s), ALL_ONES[s]) >>> 0);
-    // 8-byte (or odd) access: two dword halves, as a CPU would split it.
-    const lo = this.guard('ioRead', () => fn.ioRead(off, 4), 0xffffffff) >>> 0;
-    const hi = this.guard('ioRead', () => fn.ioRead(off + 4, 4), 0xffffffff) >>> 0;
-    return (BigInt(hi) << 32n) | BigInt(lo);
-  }
-
-  private barWrite(fn: ProxiedFunction, addr: number, size: number, value: bigint, memory: boolean): void {
-    const off = this.windowOffset(fn, addr, size, memory);
-    if (off === null) return;
-    const s = accessSize(size);
+    const read = (a: number, n: AccessSize): number | undefined =>
+      memory ? undefined : this.guard('I/O read', () => windowRead(fn.ioWindow, a, n, (o, k) => fn.ioRead(o, k)), ALL_ONES[n]);
     if (s) {
-      this.guard('ioWrite', () => fn.ioWrite(off, s, Number(value & 0xffffffffn)), undefined);
-      return;
+      const v = read(addr, s);
+      if (v === undefined) this.miss(fn, addr, size, memory);
+      return BigInt((v ?? ALL_ONES[s]) >>> 0);
     }
-    this.guard('ioWrite', () => fn.ioWrite(off, 4, Number(value & 0xffffffffn)), undefined);
-    this.guard('ioWrite', () => fn.ioWrite(off + 4, 4, Number((value >> 32n) & 0xffffffffn)), undefined);
+    const lo = read(addr, 4);
+    const hi = read(addr + 4, 4);
+    if (lo === undefined && hi === undefined) this.miss(fn, addr, size, memory);
+    return (BigInt((hi ?? 0xffffffff) >>> 0) << 32n) | BigInt((lo ?? 0xffffffff) >>> 0);
+  }
+
+  private barWrite(fn: PciFunction, addr: number, size: number, value: bigint, memory: boolean): void {
+    const s = accessSize(size);
+    const write = (a: number, n: AccessSize, v: number): boolean =>
+      !memory && this.guard('I/O write', () => windowWrite(fn.ioWindow, a, n, v, (o, k, x) => fn.ioWrite(o, k, x)), true);
+    let hit: boolean;
+    if (s) hit = write(addr, s, Number(value & 0xffffffffn));
+    else {
+      const lo = write(addr, 4, Number(value & 0xffffffffn));
+      hit = write(addr + 4, 4, Number((value >> 32n) & 0xffffffffn)) || lo;
+    }
+    if (!hit) this.miss(fn, addr, size, memory);
   }
 
   private mapMemory(regions: SysmemRegion[]): void {
@@ -313,7 +326,7 @@ export class QemuProxyTransport {
       this.mem.setRegions(regions.map((r, i) => ({ gpa: r.gpa, bytes: next[i]!.bytes })));
     } catch (e) {
       next.forEach((m) => m.unmap());
-      this.logger?.log('error', 'qemu-proxy', `cannot map guest RAM: ${(e as Error).message}`, {});
+      this.logs.log('map-failed', 'error', 'qemu-proxy', `cannot map guest RAM: ${(e as Error).message}`, {});
       this.mem.setRegions([]);
     } finally {
       // The mappings stay valid after the descriptors are closed.
@@ -321,7 +334,7 @@ export class QemuProxyTransport {
     }
     this.mappings.forEach((m) => m.unmap());
     this.mappings = next;
-    this.logger?.log('debug', 'qemu-proxy', 'guest RAM map', {
+    this.logs.log('ram-map', 'debug', 'qemu-proxy', 'guest RAM map', {
       regions: regions.map((r) => `0x${r.gpa.toString(16)}+0x${r.size.toString(16)}`).join(','),
     });
   }

@@ -5,6 +5,7 @@
  * needs to see why (the TD and QH involved, the controller's registers and
  * the frame's schedule, decoded from guest memory as the trace knows it).
  */
+import { HarnessAbort } from '../platform/harness-abort.js';
 import type { UhciPciFunction } from '../device/uhci-pci-function.js';
 import { decodeTd, formatTd } from '../uhci/descriptors.js';
 import { PID_IN, type UsbPacket } from '../usb/packet.js';
@@ -36,7 +37,7 @@ export interface Divergence {
 }
 
 /** Thrown inside the model's call stack at a mismatch; turned into a Divergence. */
-export class ReplayDivergence extends Error {
+export class ReplayDivergence extends HarnessAbort {
   constructor(
     readonly expected: string,
     readonly got: string,

@@ -14,8 +14,9 @@ import type { Clock } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import type { GuestMemory } from '../platform/memory.js';
 import type { UhciVariant } from '../pci/config-space.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import type { UsbDevice } from '../usb/packet.js';
+import { windowRead, windowWrite } from '../device/io-window.js';
 import { UhciPciFunction, type UhciPciFunctionOptions, type UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import { INPUT_KINDS, OUTPUT_KINDS, type TraceModelOptions } from './format.js';
 import { Recorder, RecordingClock, RecordingIrq, RecordingMemory } from './recorder.js';
@@ -49,7 +50,7 @@ export class RecordedUhciFunction extends UhciPciFunction {
     rec.setCounters(this.controller);
     this.config.onBarChange = (base) => {
       rec.output([OUTPUT_KINDS.ioWindow, base]);
-      this.onIoWindowChange?.(base);
+      this.onIoWindowChange?.(this.ioWindow);
     };
     // Close the construction event opened in begin().
     rec.closeConstruction();
@@ -93,21 +94,14 @@ export class RecordedUhciFunction extends UhciPciFunction {
   override portRead(port: number, size: 1 | 2 | 4): number | undefined {
     return this.recorder.input(
       [INPUT_KINDS.portRead, 0, port, size],
-      () => {
-        const base = this.config.ioBase;
-        if (base === null || port < base || port >= base + 32) return undefined;
-        return super.ioRead(port - base, size);
-      },
+      () => windowRead(this.ioWindow, port, size, (o, s) => super.ioRead(o, s)),
       (r) => (r === undefined ? null : r),
     );
   }
   override portWrite(port: number, size: 1 | 2 | 4, value: number): boolean {
-    return this.recorder.input([INPUT_KINDS.portWrite, 0, port, size, value], () => {
-      const base = this.config.ioBase;
-      if (base === null || port < base || port >= base + 32) return false;
-      super.ioWrite(port - base, size, value);
-      return true;
-    });
+    return this.recorder.input([INPUT_KINDS.portWrite, 0, port, size, value], () =>
+      windowWrite(this.ioWindow, port, size, value, (o, s, v) => super.ioWrite(o, s, v)),
+    );
   }
 
   override attach(port: number, dev: UsbDevice): void {

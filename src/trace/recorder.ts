@@ -21,7 +21,7 @@
 import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import { VERSION } from '../version.js';
 import { GzipFileSink, TraceSinkFullError, type TraceSink } from './sink.js';
 import { ShadowMemory } from './shadow-memory.js';

@@ -18,7 +18,7 @@ import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import { UhciPciFunction, type UhciPciFunctionOptions, type UhciPciFunctionState } from '../device/uhci-pci-function.js';
-import type { Logger } from '../uhci/controller.js';
+import type { Logger } from '../platform/logger.js';
 import { PID_IN, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../usb/packet.js';
 import { CALL_NAMES, END_OF_EVENT as END, ReplayDivergence, describeItem, describePacket, divergenceContext, type Divergence } from './divergence.js';
 import {

@@ -10,7 +10,9 @@
  * and time come in through the platform interfaces.
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
+import { HarnessAbort } from '../platform/harness-abort.js';
 import type { IrqLine } from '../platform/irq.js';
+import { LogLimiter, type Logger, type LogLevel } from '../platform/logger.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import type { UsbDevice, UsbPacket } from '../usb/packet.js';
 import {
@@ -61,11 +63,6 @@ export const DEFAULT_MAX_BATCH = 64;
 export const MAX_CATCH_UP_FRAMES = 2048;
 /** Consecutive idle frames before the controller starts coalescing wake-ups. */
 export const IDLE_THRESHOLD_FRAMES = 8;
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export interface Logger {
-  log(level: LogLevel, component: string, msg: string, fields?: Record<string, unknown>): void;
-}
 
 export interface UhciControllerOptions {
   mem: GuestMemory;
@@ -126,7 +123,8 @@ export class UhciController {
   private readonly irq: IrqLine;
   private readonly clock: Clock;
   private readonly busMaster: () => boolean;
-  private readonly logger: Logger | undefined;
+  /** Every line the controller logs is guest-triggerable: all go through per-key rate limits. */
+  private readonly logs: LogLimiter;
   private readonly maxBatch: number;
   private readonly idleCoalesce: number;
   /** Consecutive frames that changed nothing. */
@@ -142,7 +140,7 @@ export class UhciController {
     this.irq = opts.irq;
     this.clock = opts.clock;
     this.busMaster = opts.busMaster ?? (() => true);
-    this.logger = opts.logger;
+    this.logs = new LogLimiter(opts.logger, { nowNs: () => opts.clock.nowNs() });
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     this.idleCoalesce = Math.max(1, Math.floor(opts.idleCoalesce ?? 1));
     for (let i = 0; i < NUM_PORTS; i++) {
@@ -175,7 +173,7 @@ export class UhciController {
       get sofmod() {
         return self.sofmod & 0x7f;
       },
-      log: (level, msg) => this.log(level, msg),
+      log: (level, msg) => this.log(`schedule-${level}`, level, msg),
     };
     this.engine = new ScheduleEngine(host);
     this.engine.replayEnabled = opts.replayQuiescent ?? true;
@@ -192,8 +190,8 @@ export class UhciController {
     },
   };
 
-  private log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
-    this.logger?.log(level, 'uhci', msg, { frame: this.frnum, ...fields });
+  private log(key: string, level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+    this.logs.log(key, level, 'uhci', msg, { frame: this.frnum, ...fields });
   }
 
   get running(): boolean {
@@ -390,7 +388,36 @@ export class UhciController {
     this.status |= kind === 'hcpe' ? STS_HCPE : STS_HSE;
     this.cmd &= ~CMD_RS;
     this.status |= STS_HCHALTED;
-    this.log('warn', `${kind === 'hcpe' ? 'HC process error' : 'host system error'}: ${why}`);
+    this.log(`fatal-${kind}`, 'warn', `${kind === 'hcpe' ? 'HC process error' : 'host system error'}: ${why}`);
+    this.updateIrq();
+  }
+
+  /** A harness ending the run (replay's divergence) passes; anything else is a Host System Error. */
+  private contain(where: string, e: unknown): void {
+    if (e instanceof HarnessAbort) throw e;
+    this.hostSystemError(where, e);
+  }
+
+  /**
+   * The fault entry point for anything that throws where it should not (a
+   * bug of ours, a device, a backend): the controller does what the hardware
+   * does on an internal fault, a Host System Error (UHCI DG §2.1.2: HSE set,
+   * Run/Stop cleared, HCHalted set; HSE interrupts whatever USBINTR says, as
+   * QEMU's uhci_update_irq). Packets in flight are cancelled; one error line
+   * per fault (none while HSE is still set; rate limited; the stack at debug
+   * level once). The guest sees a halted controller and recovers with
+   * HCRESET; every register access keeps working meanwhile. Never throws.
+   */
+  hostSystemError(where: string, error: unknown): void {
+    try {
+      this.stopFrames();
+    } catch {
+      // The engine or a device may be what is broken; the controller halts regardless.
+    }
+    this.cmd &= ~CMD_RS;
+    const msg = `internal error in ${where}: host system error, controller halted`;
+    if (!(this.status & STS_HSE)) this.logs.error('internal-fault', 'uhci', msg, error, { frame: this.frnum });
+    this.status |= STS_HSE | STS_HCHALTED;
     this.updateIrq();
   }
 
@@ -486,13 +513,17 @@ export class UhciController {
         this.frnum = (this.frnum + skip) & FRNUM_MASK;
         this.frameEndNs += skip * FRAME_NS;
         this.framesSkipped += skip;
-        this.log('warn', `host fell ${due} frames behind; skipped ${skip}`);
+        this.log('catch-up-skip', 'warn', `host fell ${due} frames behind; skipped ${skip}`);
         due = MAX_CATCH_UP_FRAMES;
       }
       const n = Math.min(due, limit);
       this.engine.newBatch();
       for (let i = 0; i < n && this.running; i++) this.runOneFrame();
       return this.running && due > n;
+    } catch (e) {
+      // Reached from the frame timer and from guest I/O: neither may die of it.
+      this.contain('frame processing', e);
+      return false;
     } finally {
       this.inCatchUp = false;
     }
@@ -574,17 +605,26 @@ export class UhciController {
     if (!port) throw new RangeError(`no root port ${portIndex}`);
     if (port.device) throw new Error(`root port ${portIndex + 1} is occupied by ${port.device.productName}`);
     this.catchUp();
+    // Device callbacks arrive from the device's own sources (libusb, timers): contained here.
+    const contain = (where: string, f: () => void) => () => {
+      try {
+        f();
+      } catch (e) {
+        this.contain(where, e);
+      }
+    };
     dev.attach({
-      complete: (packet: UsbPacket) => {
-        this.engine.asyncComplete(packet);
-        this.kick();
-      },
-      wakeup: () => {
+      complete: (packet: UsbPacket) =>
+        contain('a packet completion', () => {
+          this.engine.asyncComplete(packet);
+          this.kick();
+        })(),
+      wakeup: contain('a remote wakeup', () => {
         port.wakeup();
         this.updateIrq();
         this.kick();
-      },
-      activity: () => this.kick(),
+      }),
+      activity: contain('device activity', () => this.kick()),
     });
     port.attach(dev);
     this.engine.forgetQuiescence();

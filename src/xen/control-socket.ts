@@ -18,7 +18,7 @@
 import { UserFacingError } from '../platform/user-facing-error.js';
 import { chmodSync, existsSync, lstatSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../platform/logger.js';
 import type { PortInfo, UsbPorts } from './usb-ports.js';
 import { sendInputEvents } from './input-events.js';
 

@@ -13,14 +13,17 @@
  * Serving one vCPU slot (the device-model half of Xen's protocol): state READY
  * → INPROCESS, handle, write data for reads, state RESP_READY, notify the
  * vCPU's port. Anything unknown or malformed is answered safely (reads
- * all-ones, writes dropped) and logged once per kind; nothing a guest sends
- * can throw out of the event handler.
+ * all-ones, writes dropped) and logged under a per-kind rate limit; nothing a
+ * guest sends can throw out of the event handler. An exception that is not
+ * guest input (a bug, a device) is reported to the function as a Host System
+ * Error and the request is still answered: the vCPU never waits forever.
  */
 import type { Clock, TimerHandle } from '../platform/clock.js';
 import type { IrqLine } from '../platform/irq.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
+import type { IoWindow, PciFunction } from '../device/pci-function.js';
 import { UhciPciFunction } from '../device/uhci-pci-function.js';
-import type { Logger, LogLevel } from '../log/logger.js';
+import { LogLimiter, type Logger, type LogLevel } from '../platform/logger.js';
 import { formatBdf, type PciBdf } from './bdf.js';
 import {
   IOREQ_READ,
@@ -70,7 +73,7 @@ export interface ServedFunctionIo {
   logger?: Logger;
 }
 
-export interface IoreqServerOptions {
+export interface IoreqServerOptions<F extends PciFunction = UhciPciFunction> {
   platform: XenPlatform;
   domid: number;
   /** PCI address of our function on segment 0 (default 00:05.0). */
@@ -78,7 +81,7 @@ export interface IoreqServerOptions {
   clock: Clock;
   logger?: Logger;
   /** Build the served function (default: a PIIX3 UhciPciFunction). Use it to add a recorder. */
-  createFunction?: (io: ServedFunctionIo) => UhciPciFunction;
+  createFunction?: (io: ServedFunctionIo) => F;
   /** Ask Xen for a buffered-ioreq ring (HVM_IOREQSRV_BUFIOREQ_ATOMIC). Default true. */
   bufioreq?: boolean;
   /** Mapping-cache bound in 4 KiB frames (default 1024). */
@@ -103,7 +106,7 @@ export interface IoreqServerStats {
   invalidates: number;
   malformed: number;
   spurious: number;
-  /** Requests whose handling hit a bug of ours (answered all-ones anyway). */
+  /** Requests, events and timers whose handling threw (a bug, not guest input): answered anyway, reported as a Host System Error. */
   internalErrors: number;
 }
 
@@ -112,11 +115,18 @@ const isAccessSize = (n: number): n is 1 | 2 | 4 => n === 1 || n === 2 || n === 
 /** Most repetitions honoured in one rep ins/outs request (Xen clips reps to a page, 4096 bytes). */
 const MAX_REPS = 4096;
 
-/** A Clock gate: forwards to the real clock until closed, then drops every timer (the model stops running). */
+/**
+ * A Clock gate: forwards to the real clock until closed, then drops every
+ * timer (the model stops running). A timer callback that throws is handed to
+ * `onError` instead of unwinding into the event loop (which would end the process).
+ */
 class GatedClock implements Clock {
   private readonly live = new Set<TimerHandle>();
   private open = true;
-  constructor(private readonly inner: Clock) {}
+  constructor(
+    private readonly inner: Clock,
+    private readonly onError: (e: unknown) => void,
+  ) {}
   nowNs(): number {
     return this.inner.nowNs();
   }
@@ -124,7 +134,12 @@ class GatedClock implements Clock {
     if (!this.open) return { id: -1 };
     const h: TimerHandle = this.inner.setTimer(atNs, () => {
       this.live.delete(h);
-      if (this.open) cb();
+      if (!this.open) return;
+      try {
+        cb();
+      } catch (e) {
+        this.onError(e);
+      }
     });
     this.live.add(h);
     return h;
@@ -139,14 +154,14 @@ class GatedClock implements Clock {
   }
 }
 
-export class IoreqServer {
+export class IoreqServer<F extends PciFunction = UhciPciFunction> {
   readonly domid: number;
   readonly bdf: PciBdf;
   readonly stats: IoreqServerStats = { ioreqs: 0, buffered: 0, pio: 0, config: 0, invalidates: 0, malformed: 0, spurious: 0, internalErrors: 0 };
   /** Ioreq server id (ioservid_t) once created. */
   id = -1;
   /** The served function (set by start()). */
-  fn!: UhciPciFunction;
+  fn!: F;
   mem!: MappedGuestMemory;
   /** BAR4 range currently mapped to us, inclusive. */
   mappedRange: { start: number; end: number } | null = null;
@@ -155,7 +170,7 @@ export class IoreqServer {
   /** Resolves with the reason once the server has stopped. */
   readonly stopped: Promise<StopReason>;
 
-  private readonly opts: IoreqServerOptions;
+  private readonly opts: IoreqServerOptions<F>;
   private readonly clock: GatedClock;
   private dm: DeviceModelHandle | null = null;
   private evtchn: EventChannelHandle | null = null;
@@ -172,13 +187,15 @@ export class IoreqServer {
   private resolveStopped!: (r: StopReason) => void;
   private liveness: NodeJS.Timeout | null = null;
   private flushQueued = false;
-  private readonly onceKeys = new Set<string>();
+  /** Guest-triggerable lines (BAR moves, malformed requests, faults) go through per-key rate limits. */
+  private readonly logs: LogLimiter;
 
-  constructor(opts: IoreqServerOptions) {
+  constructor(opts: IoreqServerOptions<F>) {
     this.opts = opts;
     this.domid = opts.domid;
     this.bdf = opts.bdf ?? { bus: 0, device: 5, fn: 0 };
-    this.clock = new GatedClock(opts.clock);
+    this.clock = new GatedClock(opts.clock, (e) => this.internalError('a timer', e));
+    this.logs = new LogLimiter(opts.logger, { nowNs: () => opts.clock.nowNs() });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 
@@ -186,11 +203,27 @@ export class IoreqServer {
     this.opts.logger?.log(level, 'xen', msg, { domid: this.domid, ...fields });
   }
 
-  /** Log the first occurrence of `key` only (guest-triggerable conditions must not flood the log). */
-  private once(key: string, level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
-    if (this.onceKeys.has(key)) return;
-    this.onceKeys.add(key);
-    this.log(level, msg, fields);
+  /** Log under the rate limit of `key`, a fixed name of the condition (never a guest value). */
+  private limited(key: string, level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+    this.logs.log(key, level, 'xen', msg, { domid: this.domid, ...fields });
+  }
+
+  /**
+   * Something threw that is not guest input. The function turns it into its
+   * internal-fault behaviour (UHCI: Host System Error, halted, IRQ) and logs
+   * it; the caller still answers whatever request it was serving.
+   */
+  private internalError(where: string, e: unknown): void {
+    this.stats.internalErrors++;
+    try {
+      if (this.fn) {
+        this.fn.hostSystemError(where, e);
+        return;
+      }
+    } catch (again) {
+      e = again;
+    }
+    this.logs.error('internal-error', 'xen', `internal error in ${where}`, e, { domid: this.domid });
   }
 
   get running(): boolean {
@@ -225,13 +258,14 @@ export class IoreqServer {
       this.mem = new MappedGuestMemory(fmem, domid, { maxPages: this.opts.mapCachePages, onDirty: () => this.queueFlush() });
       const irq: IrqLine = { set: (level) => this.setIntx(level) };
       const io: ServedFunctionIo = { mem: this.mem, irq, clock: this.clock, logger: this.opts.logger };
-      this.fn = this.opts.createFunction ? this.opts.createFunction(io) : new UhciPciFunction(io);
-      this.fn.onIoWindowChange = (base) => this.onIoWindowChange(base);
+      // Without a factory F is the default, UhciPciFunction.
+      this.fn = this.opts.createFunction ? this.opts.createFunction(io) : (new UhciPciFunction(io) as PciFunction as F);
+      this.fn.onIoWindowChange = (w) => this.onIoWindowChange(w);
 
       const { bus, device, fn } = this.bdf;
       dm.mapPcidev(domid, this.id, 0, bus, device, fn);
       this.pciMapped = true;
-      this.onIoWindowChange(this.fn.ioBase);
+      this.onIoWindowChange(this.fn.ioWindow);
 
       dm.setIoreqServerState(domid, this.id, true);
       // Xen writes each vCPU's vp_eport into the ioreq page only once the page
@@ -264,10 +298,14 @@ export class IoreqServer {
       const every = this.opts.livenessMs ?? 1000;
       if (every > 0) {
         this.liveness = setInterval(() => {
-          if (!platform.domainAlive(domid)) {
-            this.log('info', 'domain is gone');
-            void this.stop('domain-gone');
+          try {
+            if (platform.domainAlive(domid)) return;
+          } catch (e) {
+            this.logs.error('liveness', 'xen', 'domain liveness check failed', e, { domid });
+            return;
           }
+          this.log('info', 'domain is gone');
+          void this.stop('domain-gone');
         }, every);
         this.liveness.unref();
       }
@@ -349,7 +387,7 @@ export class IoreqServer {
       this.pciMapped = false;
     }
     if (this.fn) {
-      for (let p = 0; p < this.fn.controller.ports.length; p++) this.fn.detach(p);
+      for (let p = 0; p < this.fn.portCount; p++) this.fn.detach(p);
     }
     this.mem?.close();
     for (const m of this.pageMappings) m.unmap();
@@ -368,41 +406,40 @@ export class IoreqServer {
     this.intxLevel = level;
     const { bus, device } = this.bdf;
     // INTx pin register 1 (INTA) → intx 0. Xen swizzles device+intx onto its PCI-ISA links.
-    const intx = Math.max(0, (this.fn?.config.interruptPin ?? 1) - 1);
+    const intx = Math.max(0, (this.fn?.interruptPin ?? 1) - 1);
     try {
       this.dm.setPciIntxLevel(this.domid, 0, bus, device, intx, level);
     } catch (e) {
-      this.once('intx-failed', 'warn', 'set_pci_intx_level failed', { error: (e as Error).message });
+      this.limited('intx-failed', 'warn', 'set_pci_intx_level failed', { error: (e as Error).message });
     }
   }
 
-  private onIoWindowChange(base: number | null): void {
+  private onIoWindowChange(window: IoWindow | null): void {
     const dm = this.dm;
     if (!dm || this.id < 0 || this.stopping) return;
     if (this.mappedRange) {
       const { start, end } = this.mappedRange;
       try {
         dm.unmapIoRange(this.domid, this.id, false, start, end);
-        this.log('info', 'I/O range unmapped', { start: hex(start), end: hex(end) });
+        this.limited('io-range-unmapped', 'info', 'I/O range unmapped', { start: hex(start), end: hex(end) });
       } catch (e) {
-        this.once('unmap-range', 'warn', 'unmap_io_range failed', { error: (e as Error).message });
+        this.limited('unmap-range', 'warn', 'unmap_io_range failed', { error: (e as Error).message });
       }
       this.mappedRange = null;
     }
-    if (base === null) return;
-    const end = base + 31;
+    if (window === null) return;
+    const { base } = window;
+    const end = base + window.size - 1;
     if (end > 0xffff) {
-      // One key for every such base: the guest picks the value, so a key per base would let
-      // it grow the once-set (and the log) by one entry per BAR write, 2^27 values.
-      this.once('bar-high', 'warn', 'BAR4 programmed above the 64 KiB port space; not mapped', { base: hex(base) });
+      this.limited('bar-high', 'warn', 'BAR4 programmed above the 64 KiB port space; not mapped', { base: hex(base) });
       return;
     }
     try {
       dm.mapIoRange(this.domid, this.id, false, base, end);
       this.mappedRange = { start: base, end };
-      this.log('info', 'I/O range mapped', { start: hex(base), end: hex(end) });
+      this.limited('io-range-mapped', 'info', 'I/O range mapped', { start: hex(base), end: hex(end) });
     } catch (e) {
-      this.once(`map-range-${base}`, 'warn', 'map_io_range failed', { error: (e as Error).message });
+      this.limited('map-range', 'warn', 'map_io_range failed', { error: (e as Error).message, base: hex(base) });
     }
   }
 
@@ -423,7 +460,7 @@ export class IoreqServer {
       try {
         this.dm.modifiedMemory(this.domid, first, nr);
       } catch (e) {
-        this.once('modified-memory', 'warn', 'modified_memory failed', { error: (e as Error).message, pfn: hex(first), nr });
+        this.limited('modified-memory', 'warn', 'modified_memory failed', { error: (e as Error).message, pfn: hex(first), nr });
       }
     }
   }
@@ -437,10 +474,10 @@ export class IoreqServer {
       this.drainBuffered();
       const v = this.vcpuByPort.get(port);
       if (v !== undefined) this.serveVcpu(v, port);
-      else if (port !== this.bufLocalPort) this.once(`port-${port}`, 'warn', 'event on an unknown port', { port });
+      else if (port !== this.bufLocalPort) this.limited('unknown-port', 'warn', 'event on an unknown port', { port });
     } catch (e) {
       // Only a bug in our own code gets here; keep serving the other vCPUs.
-      this.once(`onport-${(e as Error).name}`, 'error', 'internal error while serving an event', { error: (e as Error).message });
+      this.internalError('an event channel notification', e);
     }
   }
 
@@ -452,7 +489,7 @@ export class IoreqServer {
       (b) => this.handleBuffered(b),
       (p) => {
         this.stats.malformed++;
-        this.once(`buf-${p.kind}`, 'warn', `malformed buffered ioreq ring (${p.kind}); resynchronised`, { read: p.read, write: p.write });
+        this.limited(`buf-${p.kind}`, 'warn', `malformed buffered ioreq ring (${p.kind}); resynchronised`, { read: p.read, write: p.write });
       },
     );
   }
@@ -461,7 +498,7 @@ export class IoreqServer {
     this.stats.buffered++;
     if (b.dir !== IOREQ_WRITE) {
       this.stats.malformed++;
-      this.once('buf-read', 'warn', 'buffered ioreq that is a read; ignored', { type: b.type, addr: hex(b.addr) });
+      this.limited('buf-read', 'warn', 'buffered ioreq that is a read; ignored', { type: b.type, addr: hex(b.addr) });
       return;
     }
     this.handle({ type: b.type, addr: BigInt(b.addr), data: b.data, size: b.size, count: 1, dir: IOREQ_WRITE, dataIsPtr: false, df: false, vpEport: 0, state: STATE_IOREQ_READY });
@@ -475,7 +512,7 @@ export class IoreqServer {
       // Spurious or repeated notification (we unmask before serving); nothing to do.
       this.stats.spurious++;
       if (state !== STATE_IOREQ_NONE && state !== STATE_IOREQ_INPROCESS && state !== STATE_IORESP_READY) {
-        this.once(`state-${state}`, 'warn', 'ioreq slot in an unknown state', { vcpu: v, state });
+        this.limited('slot-state', 'warn', 'ioreq slot in an unknown state', { vcpu: v, state });
       }
       return;
     }
@@ -499,7 +536,7 @@ export class IoreqServer {
         case IOREQ_TYPE_INVALIDATE:
           this.stats.invalidates++;
           this.mem.invalidate();
-          this.log('debug', 'mapping cache invalidated');
+          this.limited('invalidate', 'debug', 'mapping cache invalidated');
           return req.data;
         case IOREQ_TYPE_TIMEOFFSET:
           // The guest's RTC offset changed: only the main device model keeps a clock.
@@ -507,27 +544,23 @@ export class IoreqServer {
         case IOREQ_TYPE_COPY:
           return this.malformed(req, 'copy', 'MMIO request, but this function has no MMIO BAR');
         default:
-          return this.malformed(req, `type-${req.type}`, `unknown ioreq type ${req.type}`);
+          return this.malformed(req, 'type', `unknown ioreq type ${req.type}`);
       }
     } catch (e) {
       if (e instanceof GuestMemoryFault) {
-        this.once(`fault-${req.type}`, 'warn', 'guest memory fault while serving an ioreq', { type: req.type, error: e.message });
+        this.limited('guest-memory-fault', 'warn', 'guest memory fault while serving an ioreq', { type: req.type, error: e.message });
         return req.dir === IOREQ_READ ? BigInt(ones(isAccessSize(req.size) ? req.size : 4)) : req.data;
       }
-      // A bug of ours, not guest input: still answer, or the guest's vCPU would wait forever
-      // for this ioreq. Reads get all-ones as from an unclaimed bus.
-      this.stats.internalErrors++;
-      this.once(`internal-${(e as Error).name}`, 'error', 'internal error while handling an ioreq; answered all-ones', {
-        type: req.type,
-        error: (e as Error).message,
-      });
+      // Not guest input: still answer, or the guest's vCPU would wait forever for this
+      // ioreq. Reads get all-ones as from an unclaimed bus.
+      this.internalError('an ioreq', e);
       return req.dir === IOREQ_READ ? BigInt(ones(isAccessSize(req.size) ? req.size : 4)) : req.data;
     }
   }
 
   private malformed(req: Ioreq, key: string, why: string): bigint {
     this.stats.malformed++;
-    this.once(`malformed-${key}`, 'warn', `${why}; answered with all-ones / write dropped`, {
+    this.limited(`malformed-${key}`, 'warn', `${why}; answered with all-ones / write dropped`, {
       type: req.type,
       addr: '0x' + req.addr.toString(16),
       size: req.size,
@@ -551,12 +584,12 @@ export class IoreqServer {
       if (req.dir === IOREQ_READ) {
         const v = this.fn.portRead(port, size);
         if (v === undefined) {
-          this.once(`pio-outside-${port}`, 'warn', 'port read outside BAR4', { port: hex(port) });
+          this.limited('pio-outside', 'warn', 'port read outside BAR4', { port: hex(port) });
           return BigInt(ones(size));
         }
         return BigInt(v >>> 0);
       }
-      if (!this.fn.portWrite(port, size, Number(req.data & 0xffffffffn))) this.once(`pio-outside-${port}`, 'warn', 'port write outside BAR4', { port: hex(port) });
+      if (!this.fn.portWrite(port, size, Number(req.data & 0xffffffffn))) this.limited('pio-outside', 'warn', 'port write outside BAR4', { port: hex(port) });
       return req.data;
     }
     // rep ins / rep outs: `data` is the guest-physical address of the buffer.

@@ -182,7 +182,7 @@ export class UsbPorts {
     /** Re-open a host device that comes back after an unplug (--reattach). */
     private readonly reattach = false,
   ) {
-    this.entries = fn.controller.ports.map(() => null);
+    this.entries = Array.from({ length: fn.portCount }, () => null);
   }
 
   get portCount(): number {
@@ -210,10 +210,10 @@ export class UsbPorts {
       const pt = new HostPassthrough(host, parsed.selector, {
         reattach: this.reattach,
         onAttach: (dev) => {
-          if (!this.fn.controller.ports[index]!.device) this.fn.attach(index, dev);
+          if (!this.fn.deviceAt(index)) this.fn.attach(index, dev);
         },
         onDetach: () => {
-          if (this.fn.controller.ports[index]!.device) this.fn.detach(index);
+          if (this.fn.deviceAt(index)) this.fn.detach(index);
         },
       });
       const text = `host:${formatHostSelector(parsed.selector)}`;
@@ -253,7 +253,7 @@ export class UsbPorts {
     if (i < 0 || i >= this.entries.length || !entry) throw new UsbPortError(`nothing attached to port ${typeof target === 'number' ? target : i + 1}`);
     this.entries[i] = null;
     if (entry.passthrough) void entry.passthrough.stop();
-    if (this.fn.controller.ports[i]!.device) this.fn.detach(i);
+    if (this.fn.deviceAt(i)) this.fn.detach(i);
     return i + 1;
   }
 
@@ -268,7 +268,7 @@ export class UsbPorts {
   list(): PortInfo[] {
     const out: PortInfo[] = [];
     this.entries.forEach((e, i) => {
-      const d = this.fn.controller.ports[i]?.device;
+      const d = this.fn.deviceAt(i);
       if (!e || !d) return;
       out.push({
         port: i + 1,

@@ -46,7 +46,7 @@
  */
 import fc from 'fast-check';
 import { UhciPciFunction, type UhciPciFunctionOptions } from '../../src/device/uhci-pci-function.js';
-import type { Logger, LogLevel } from '../../src/log/logger.js';
+import type { Logger, LogLevel } from '../../src/platform/logger.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import type { GuestMemory } from '../../src/platform/memory.js';
 import { FRAME_NS } from '../../src/uhci/controller.js';

@@ -6,6 +6,8 @@
  */
 import { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
 import { RealClock } from '../../src/platform/clock.js';
+import { MemoryLogger } from '../../src/platform/logger.js';
+import type { GuestMemory } from '../../src/platform/memory.js';
 import {
   FdSocket,
   closeFd,
@@ -67,10 +69,11 @@ class FakeQemu {
   }
 }
 
-function setup() {
+function setup(opts: { logger?: MemoryLogger; wrapMem?: (m: GuestMemory) => GuestMemory } = {}) {
   const [ours, theirs] = socketPair();
-  const transport = new QemuProxyTransport({ fd: ours });
-  const fn = new UhciPciFunction({ mem: transport.mem, irq: transport.irq, clock: new RealClock() });
+  const transport = new QemuProxyTransport({ fd: ours, logger: opts.logger });
+  const mem = opts.wrapMem ? opts.wrapMem(transport.mem) : transport.mem;
+  const fn = new UhciPciFunction({ mem, irq: transport.irq, clock: new RealClock(), logger: opts.logger });
   const served = transport.serve(fn);
   return { transport, fn, served, qemu: new FakeQemu(theirs) };
 }
@@ -97,13 +100,16 @@ test('config cycles and BAR accesses are answered by the function', async () => 
   expect(fn.ioRead(0x0c, 1)).toBe(0x41);
   // Outside the window: all ones, counted as a miss.
   expect(await qemu.ioRead(IO + 0x40, 2)).toBe(0xffff);
+  // Straddling the window's end: the bytes inside come from the function, the rest read
+  // all ones (QEMU's memory core; io-window.ts). This used to be all ones, whole.
+  expect((await qemu.ioRead(IO + 0x1e, 4)) >>> 0).toBe((0xffff0000 | fn.ioRead(0x1e, 2)) >>> 0);
   // DEVICE_RESET gets a RET and resets the function.
   expect(await qemu.request(encodeHeader(MPQEMU_CMD.DEVICE_RESET, 0))).toBe(0n);
   expect(fn.ioBase).toBeNull();
   finishFake(qemu);
   const end: ProxyEnd = await served;
   expect(end.reason).toBe('peer-closed');
-  expect(end.stats).toMatchObject({ configReads: 4, configWrites: 3, barReads: 3, barWrites: 1, barMisses: 1, resets: 1 });
+  expect(end.stats).toMatchObject({ configReads: 4, configWrites: 3, barReads: 4, barWrites: 1, barMisses: 1, resets: 1 });
 });
 
 test('guest RAM from SYNC_SYSMEM fds carries DMA; the interrupt reaches the irqfd', async () => {
@@ -176,4 +182,69 @@ test('a malformed message ends the transport with a protocol error', async () =>
   expect(end.reason).toBe('protocol-error');
   expect(end.error?.message).toMatch(/exceeds 192/);
   finishFake(qemu);
+});
+
+describe('internal faults behind the proxy', () => {
+  const HSE_HALTED = 0x28;
+  const level = (t: QemuProxyTransport) => (t.irq as unknown as { level: boolean }).level;
+
+  test('a function that throws on a BAR read: RET all ones, then HSE|HCHalted, IRQ, one error line; HCRESET recovers', async () => {
+    const logger = new MemoryLogger();
+    const { transport, fn, served, qemu } = setup({ logger });
+    await qemu.cfgWrite(0x20, 4, IO);
+    await qemu.cfgWrite(0x04, 2, 0x0005);
+    await qemu.ioWrite(IO + 0x04, 2, 0x0000); // USBINTR: nothing enabled
+    const read = fn.ioRead.bind(fn);
+    let broken = true;
+    fn.ioRead = (o, n) => {
+      if (broken) throw new RangeError('function bug');
+      return read(o, n);
+    };
+    expect(await qemu.ioRead(IO + 0x02, 2)).toBe(0xffff); // answered, not left waiting
+    expect(await qemu.ioRead(IO + 0x02, 2)).toBe(0xffff);
+    broken = false;
+    expect(await qemu.ioRead(IO + 0x02, 2)).toBe(HSE_HALTED);
+    expect(level(transport)).toBe(true);
+    expect(transport.stats.functionErrors).toBe(2);
+    expect(logger.records.filter((r) => r.level === 'error')).toEqual([
+      expect.objectContaining({ component: 'uhci', msg: 'internal error in a proxied I/O read: host system error, controller halted' }),
+    ]);
+    await qemu.ioWrite(IO + 0x00, 2, 0x0002); // HCRESET
+    expect(await qemu.ioRead(IO + 0x02, 2)).toBe(0x20);
+    expect(level(transport)).toBe(false);
+    finishFake(qemu);
+    expect((await served).reason).toBe('peer-closed');
+  });
+
+  test('guest memory that throws inside the frame timer: the process lives, QEMU keeps getting answers', async () => {
+    const logger = new MemoryLogger();
+    let armed = true;
+    const wrapMem = (m: GuestMemory): GuestMemory => ({
+      read: (a, b) => {
+        if (armed) throw new RangeError('offset is out of bounds');
+        m.read(a, b);
+      },
+      write: (a, b) => m.write(a, b),
+    });
+    const { transport, served, qemu } = setup({ logger, wrapMem });
+    await qemu.cfgWrite(0x20, 4, IO);
+    await qemu.cfgWrite(0x04, 2, 0x0005);
+    await qemu.ioWrite(IO + 0x00, 2, 0x0001); // RS: the first frame walk reads the frame list
+    let sts = 0;
+    const deadline = Date.now() + 5000;
+    while ((sts & 0x08) === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+      sts = await qemu.ioRead(IO + 0x02, 2);
+    }
+    expect(sts & 0x3c).toBe(HSE_HALTED);
+    expect(level(transport)).toBe(true);
+    expect(logger.records.filter((r) => r.level === 'error')).toEqual([
+      expect.objectContaining({ msg: 'internal error in frame processing: host system error, controller halted' }),
+    ]);
+    armed = false;
+    await qemu.ioWrite(IO + 0x00, 2, 0x0002);
+    expect(await qemu.ioRead(IO + 0x02, 2)).toBe(0x20);
+    finishFake(qemu);
+    expect((await served).reason).toBe('peer-closed');
+  });
 });

@@ -7,7 +7,7 @@
  */
 import { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
 import { UhciGuestDriver } from '../../src/guest/uhci-driver.js';
-import { MemoryLogger } from '../../src/log/logger.js';
+import { MemoryLogger } from '../../src/platform/logger.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import type { GuestMemory } from '../../src/platform/memory.js';
 import { createDevice } from '../../src/usb/devices.js';
@@ -19,14 +19,14 @@ import {
   IOREQ_WRITE,
   encodePciConfigAddr,
 } from '../../src/xen/ioreq.js';
-import { IoreqServer } from '../../src/xen/ioreq-server.js';
+import { IoreqServer, type ServedFunctionIo } from '../../src/xen/ioreq-server.js';
 import { XenCallError } from '../../src/xen/platform.js';
 import { SimHypervisor, type SimCall } from '../../src/xen/sim/hypervisor.js';
 import { SimGuestBus } from '../../src/xen/sim/vcpu.js';
 
 const BDF = { bus: 0, device: 5, fn: 0 };
 
-async function setup(opts: { vcpus?: number; createFunction?: ConstructorParameters<typeof IoreqServer>[0]['createFunction']; mapCachePages?: number } = {}) {
+async function setup(opts: { vcpus?: number; createFunction?: (io: ServedFunctionIo) => UhciPciFunction; mapCachePages?: number } = {}) {
   const hv = new SimHypervisor({ domid: 7, vcpus: opts.vcpus ?? 1, ramBytes: 8 << 20 });
   const clock = new ManualClock();
   const logger = new MemoryLogger();
@@ -262,7 +262,7 @@ describe('ioreq server on the simulated hypervisor', () => {
     await server.stop();
   });
 
-  test('malformed and unknown requests are answered safely and logged once', async () => {
+  test('malformed and unknown requests are answered safely and logged under a rate limit', async () => {
     const { hv, server, logger, driver } = await setup();
     await driver.probe(0xc000, [5]);
     const s = hv.serverList[0]!;
@@ -281,8 +281,9 @@ describe('ioreq server on the simulated hypervisor', () => {
     expect(await send({ type: IOREQ_TYPE_PCI_CONFIG, addr: encodePciConfigAddr({ segment: 0, ...BDF }, 0), size: 4, dir: IOREQ_WRITE, data: 0n })).toBe(0n);
     // Rep ins into memory the guest does not have: a fault, answered, no crash.
     await send({ dataIsPtr: true, count: 2, data: 0x7fff0000n });
+    // Two requests, two lines (well inside the burst); a flood is bounded (see the BAR-move test).
     const unknown = logger.records.filter((r) => r.msg.includes('unknown ioreq type 99'));
-    expect(unknown).toHaveLength(1);
+    expect(unknown).toHaveLength(2);
     expect(logger.records.some((r) => r.msg.includes('guest memory fault'))).toBe(true);
     // Still serving normally.
     expect(await cpu.pio('in', 0xc002, 2)).toBe(0x20);

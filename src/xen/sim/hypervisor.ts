@@ -185,11 +185,17 @@ export class SimHypervisor {
     this.calls.push({ op: 'destroy', id });
   }
 
-  /** The enabled server that claims a port-I/O (or MMIO) address, as Xen's ioreq server selection. */
-  serverForIo(isMmio: boolean, addr: number): SimServer | null {
+  /**
+   * The enabled server that claims a port-I/O (or MMIO) access of `size`
+   * bytes at `addr`, as Xen's ioreq server selection: only a server one of
+   * whose ranges contains the whole access (rangeset_contains_range); an
+   * access straddling a range's edge goes to the default device model.
+   */
+  serverForIo(isMmio: boolean, addr: number, size: number): SimServer | null {
+    const last = addr + size - 1;
     for (const s of this.servers.values()) {
       if (!s.enabled) continue;
-      if (s.ranges.some((r) => r.isMmio === isMmio && addr >= r.start && addr <= r.end)) return s;
+      if (s.ranges.some((r) => r.isMmio === isMmio && addr >= r.start && last <= r.end)) return s;
     }
     return null;
   }

@@ -129,7 +129,7 @@ export class SimVcpu {
         return isIn ? Number(r & BigInt(ones(size))) : 0;
       }
     } else {
-      const server = hv.serverForIo(false, port);
+      const server = hv.serverForIo(false, port, size);
       if (server) {
         const r = await this.send(server, { type: IOREQ_TYPE_PIO, addr: BigInt(port), data: BigInt(isIn ? 0 : value >>> 0), count: 1, size, dataIsPtr: false, dir: isIn ? IOREQ_READ : IOREQ_WRITE, df: false });
         return isIn ? Number(r & BigInt(ones(size))) : 0;
@@ -144,7 +144,7 @@ export class SimVcpu {
    * data in guest RAM at `gpa` (data_is_ptr), walking down when `df`.
    */
   async repPio(dir: 'in' | 'out', port: number, size: 1 | 2 | 4, count: number, gpa: number, df = false): Promise<boolean> {
-    const server = this.hv.serverForIo(false, port);
+    const server = this.hv.serverForIo(false, port, size);
     if (!server) {
       this.unclaimed++;
       return false;
@@ -167,7 +167,7 @@ export class SimVcpu {
    * buffered ring claims it or the ring is full.
    */
   bufferedWrite(port: number, size: 1 | 2 | 4 | 8, value: bigint | number, type = IOREQ_TYPE_PIO): boolean {
-    const server = type === IOREQ_TYPE_PIO ? this.hv.serverForIo(false, port) : this.hv.enabledServers()[0] ?? null;
+    const server = type === IOREQ_TYPE_PIO ? this.hv.serverForIo(false, port, size) : this.hv.enabledServers()[0] ?? null;
     if (!server || !server.bufPage || server.bufPort === null) return false;
     const page = server.bufPage;
     const { read, write } = bufPointers(page);
