@@ -4,7 +4,7 @@
  * domain's UHCI controllers and runs the real QEMU with the rest (src/xl/).
  *
  * Settings come from the environment libxl passes on (it keeps xl's
- * environment, libxl__spawn_local_dm): UHCI_DM_QEMU (the real QEMU; default
+ * environment, libxl__spawn_local_dm): UHCI_DM_QEMU_XEN (the real QEMU-xen; default
  * the first of DEFAULT_QEMUS that exists), UHCI_DM_RUN_DIR (default
  * /run/uhci-dm), UHCI_DM_ARGS (extra `uhci-dm xen` options for every
  * controller, space-separated, e.g. `--inspect`), UHCI_DM_LOG_JSON=1.
@@ -32,8 +32,8 @@ export async function qemuWrapperMain(argv: string[], env: NodeJS.ProcessEnv = p
   const logger = new StreamLogger({ json: env.UHCI_DM_LOG_JSON === '1', level: 'info', write: (l) => process.stderr.write(l + '\n') });
   try {
     const plan = planFromLibxlArgv(argv);
-    const qemu = env.UHCI_DM_QEMU || DEFAULT_QEMUS.find((p) => existsSync(p));
-    if (!qemu) throw new WrapperError(`no QEMU-xen found (looked for ${DEFAULT_QEMUS.join(', ')}); set UHCI_DM_QEMU`);
+    const qemu = env.UHCI_DM_QEMU_XEN || DEFAULT_QEMUS.find((p) => existsSync(p));
+    if (!qemu) throw new WrapperError(`no QEMU-xen found (looked for ${DEFAULT_QEMUS.join(', ')}); set UHCI_DM_QEMU_XEN`);
     const name = argv[argv.indexOf('-name') + 1] ?? '';
     if (plan.pv && argv.includes('-name') && name.endsWith('-dm')) {
       throw new WrapperError(`domain ${plan.domid} (${name}) is a stub domain's device model: uhci-dm does not serve stub domains; remove device_model_override or the stubdomain setting`);
