@@ -20,7 +20,7 @@
  *    element (qh + 4) and IN data at the TD's buffer.
  */
 import { ShadowMemory } from '../trace/shadow-memory.js';
-import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
+import { INPUT_KINDS, OUTPUT_KINDS, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
 import { readTrace, type TraceSource } from '../trace/reader.js';
 import {
   LINK_PTR_MASK,
