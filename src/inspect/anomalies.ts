@@ -7,14 +7,13 @@
  * the terminating skeleton QH loops back to the full-speed control QH).
  */
 import {
-  LINK_PTR_MASK,
-  LINK_T,
-  TDC_ACTIVE,
   formatLink,
   formatTd,
   tokenMaxLen,
   tokenPid,
   type Td,
+  LINK,
+  TD_CTRL,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
 import type { BoundaryEvent, FrameRecord, TdVisit } from './trace-decoder.js';
@@ -95,7 +94,7 @@ function describeChange(a: Td, b: Td): string {
   if (a.link !== b.link) parts.push(`link ${formatLink(a.link)} -> ${formatLink(b.link)}`);
   if (a.token !== b.token) parts.push(`token ${hex(a.token)} -> ${hex(b.token)}`);
   if (a.buffer !== b.buffer) parts.push(`buffer ${hex(a.buffer)} -> ${hex(b.buffer)}`);
-  if (a.ctrl !== b.ctrl) parts.push(`ctrl ${hex(a.ctrl)} -> ${hex(b.ctrl)}${a.ctrl & TDC_ACTIVE && !(b.ctrl & TDC_ACTIVE) ? ' (deactivated in place)' : ''}`);
+  if (a.ctrl !== b.ctrl) parts.push(`ctrl ${hex(a.ctrl)} -> ${hex(b.ctrl)}${a.ctrl & TD_CTRL.bit.ACTIVE && !(b.ctrl & TD_CTRL.bit.ACTIVE) ? ' (deactivated in place)' : ''}`);
   return parts.join(', ');
 }
 
@@ -182,7 +181,7 @@ export class AnomalyDetector {
     const parent = v.via >= 0 ? v.via : flEntry;
     const prev = v.previous;
     const epoch = this.haltEpoch();
-    if (v.changed && prev && prev.ctrl & TDC_ACTIVE) {
+    if (v.changed && prev && prev.ctrl & TD_CTRL.bit.ACTIVE) {
       const s = this.sightings.get(v.addr);
       if (s && !s.unlinked && s.epoch === epoch && s.parent === parent && s.frame < f.serial && f.serial - s.frame <= this.opts.rewriteGapFrames) {
         this.flag(
@@ -196,7 +195,7 @@ export class AnomalyDetector {
       }
     }
     const after = v.ctrlAfter ?? v.td.ctrl;
-    if (after & TDC_ACTIVE) {
+    if (after & TD_CTRL.bit.ACTIVE) {
       this.sightings.set(v.addr, { frame: f.serial, parent, epoch, unlinked: false });
       let set = this.byParent.get(parent);
       if (!set) this.byParent.set(parent, (set = new Set()));
@@ -208,13 +207,13 @@ export class AnomalyDetector {
     if (!r) this.reachedThisFrame.set(parent, (r = new Set()));
     r.add(v.addr);
 
-    if (v.td.ctrl & TDC_ACTIVE) {
+    if (v.td.ctrl & TD_CTRL.bit.ACTIVE) {
       const bad = invalidTdReason(v.td);
       if (bad) this.flag('invalid-td', `${v.addr}|${v.td.token}`, f, v.addr, `TD@${hex(v.addr)} is invalid: ${bad} (the controller halts with HC Process Error)`, [formatTd(v.addr, v.td)]);
     }
 
     // MaxLen against the endpoint's wMaxPacketSize, once the device has told it.
-    if (v.port !== null && v.td.ctrl & TDC_ACTIVE) {
+    if (v.port !== null && v.td.ctrl & TD_CTRL.bit.ACTIVE) {
       const key = `${v.addr}|${v.td.token}`;
       if (!this.maxLenChecked.has(key)) {
         this.maxLenChecked.add(key);
@@ -444,36 +443,36 @@ export class AnomalyDetector {
       switch (s.kind) {
         case 'fl':
           lastHolder = s.addr;
-          if (!(s.link & LINK_T)) {
-            start = (s.link & LINK_PTR_MASK) >>> 0;
+          if (!(s.link & LINK.bit.T)) {
+            start = (s.link & LINK.bit.PTR) >>> 0;
             if (s.link & 0xc) this.flag('reserved-link-bits', `${s.addr}|${s.link}`, f, s.addr, `frame list entry ${s.index} @${hex(s.addr)} = ${hex(s.link)} has reserved bits 3:2 set (a pointer that is not 16-byte aligned?)`);
           }
           break;
         case 'qh': {
           lastHolder = s.addr;
-          if (!(s.head & LINK_T) && s.head & 0xc)
+          if (!(s.head & LINK.bit.T) && s.head & 0xc)
             this.flag('reserved-link-bits', `${s.addr}|h${s.head}`, f, s.addr, `QH@${hex(s.addr)} head link ${hex(s.head)} has reserved bits 3:2 set (the QH it means is not 16-byte aligned?)`);
-          if (!(s.element & LINK_T) && s.element & 0x8)
+          if (!(s.element & LINK.bit.T) && s.element & 0x8)
             this.flag('reserved-link-bits', `${s.addr}|e${s.element}`, f, s.addr, `QH@${hex(s.addr)} element link ${hex(s.element)} has reserved bit 3 set (a TD/QH that is not 16-byte aligned?)`);
           if (!nodes.has(s.addr)) {
             const edges: Node['edges'] = [];
-            if (!(s.element & LINK_T)) edges.push({ to: (s.element & LINK_PTR_MASK) >>> 0, via: 'element' });
-            if (!(s.head & LINK_T)) edges.push({ to: (s.head & LINK_PTR_MASK) >>> 0, via: 'head' });
-            nodes.set(s.addr, { kind: 'qh', edges, empty: (s.element & LINK_T) !== 0, active: false });
+            if (!(s.element & LINK.bit.T)) edges.push({ to: (s.element & LINK.bit.PTR) >>> 0, via: 'element' });
+            if (!(s.head & LINK.bit.T)) edges.push({ to: (s.head & LINK.bit.PTR) >>> 0, via: 'head' });
+            nodes.set(s.addr, { kind: 'qh', edges, empty: (s.element & LINK.bit.T) !== 0, active: false });
           }
           break;
         }
         case 'td': {
           const v = s.visit;
           lastHolder = v.addr;
-          if (!(v.td.link & LINK_T) && v.td.link & 0x8)
+          if (!(v.td.link & LINK.bit.T) && v.td.link & 0x8)
             this.flag('reserved-link-bits', `${v.addr}|l${v.td.link}`, f, v.addr, `TD@${hex(v.addr)} link ${hex(v.td.link)} has reserved bit 3 set (the TD/QH it means is not 16-byte aligned?)`);
           if (!nodes.has(v.addr)) {
             nodes.set(v.addr, {
               kind: 'td',
-              edges: v.td.link & LINK_T ? [] : [{ to: (v.td.link & LINK_PTR_MASK) >>> 0, via: 'link' }],
+              edges: v.td.link & LINK.bit.T ? [] : [{ to: (v.td.link & LINK.bit.PTR) >>> 0, via: 'link' }],
               empty: false,
-              active: (v.td.ctrl & TDC_ACTIVE) !== 0,
+              active: (v.td.ctrl & TD_CTRL.bit.ACTIVE) !== 0,
             });
           }
           break;

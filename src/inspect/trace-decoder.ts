@@ -23,25 +23,15 @@ import { ShadowMemory } from '../trace/shadow-memory.js';
 import { INPUT_KINDS, OUTPUT_KINDS, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
 import { readTrace, type TraceSource } from '../trace/reader.js';
 import {
-  LINK_PTR_MASK,
-  LINK_Q,
-  LINK_T,
-  TDC_ACTIVE,
-  TDC_BABBLE,
-  TDC_BITSTUFF,
-  TDC_CRCTO,
-  TDC_DBE,
-  TDC_IOC,
-  TDC_NAK,
-  TDC_SPD,
-  TDC_STALLED,
   ctrlActualLength,
   decodeTd,
   tokenMaxLen,
   tokenPid,
   type Td,
+  LINK,
+  TD_CTRL,
 } from '../uhci/descriptors.js';
-import { REG } from '../uhci/registers.js';
+import { REG, USBCMD } from '../uhci/registers.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../usb/packet.js';
 
 /** What became of a TD the walk fetched, as the trace shows it. */
@@ -174,16 +164,11 @@ export interface RegisterMirror {
   irq: 0 | 1;
 }
 
-const CMD_HCRESET = 1 << 1;
-const CMD_GRESET = 1 << 2;
-const CMD_RS = 1;
-
 function le32(b: Uint8Array, o: number): number {
   return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 }
 
 type Rec = unknown[];
-
 
 interface WordRun {
   addr: number;
@@ -361,11 +346,11 @@ export class TraceDecoder {
     const r = this.regs;
     switch (off) {
       case REG.USBCMD:
-        if (v & (CMD_HCRESET | CMD_GRESET)) {
+        if (v & (USBCMD.bit.HCRESET | USBCMD.bit.GRESET)) {
           this.resetMirror();
           return;
         }
-        if ((r.cmd & CMD_RS) && !(v & CMD_RS)) this.haltEpoch++;
+        if ((r.cmd & USBCMD.bit.RS) && !(v & USBCMD.bit.RS)) this.haltEpoch++;
         r.cmd = v;
         return;
       case REG.USBSTS:
@@ -604,12 +589,12 @@ export class TraceDecoder {
     this.step({ kind: 'qh', addr, head, element, changed });
     if (changed) this.frame!.busy = true;
     this.lastNode = addr;
-    if (element & (LINK_T | LINK_Q)) {
+    if (element & (LINK.bit.T | LINK.bit.Q)) {
       this.qhCtx = null;
       this.expectTd = null;
     } else {
       this.qhCtx = { addr, head };
-      this.expectTd = (element & LINK_PTR_MASK) >>> 0;
+      this.expectTd = (element & LINK.bit.PTR) >>> 0;
     }
   }
 
@@ -621,7 +606,7 @@ export class TraceDecoder {
     const changed = changedBytes && !fresh;
     const via = this.qhCtx && this.expectTd === addr ? this.qhCtx.addr : -1;
     let since = this.activeSince.get(addr);
-    if (td.ctrl & TDC_ACTIVE) {
+    if (td.ctrl & TD_CTRL.bit.ACTIVE) {
       if (!since || since.token !== td.token || changed) {
         since = { token: td.token, ns: this.tNs, frame: this.frames };
         this.activeSince.set(addr, since);
@@ -644,12 +629,12 @@ export class TraceDecoder {
     };
     this.step({ kind: 'td', visit });
     // Work the guest just queued (a new or rewritten active TD) is worth showing.
-    if ((changed || fresh) && td.ctrl & TDC_ACTIVE) this.frame!.busy = true;
+    if ((changed || fresh) && td.ctrl & TD_CTRL.bit.ACTIVE) this.frame!.busy = true;
     this.td = visit;
     this.lastNode = addr;
     const pid = tokenPid(td.token);
     const maxLen = tokenMaxLen(td.token);
-    if (td.ctrl & TDC_ACTIVE && (pid === PID_OUT || pid === PID_SETUP) && maxLen > 0 && maxLen <= 0x500 && !this.asyncByTd.has(addr)) {
+    if (td.ctrl & TD_CTRL.bit.ACTIVE && (pid === PID_OUT || pid === PID_SETUP) && maxLen > 0 && maxLen <= 0x500 && !this.asyncByTd.has(addr)) {
       this.expectData = { addr: td.buffer >>> 0, len: maxLen };
     }
   }
@@ -665,13 +650,13 @@ export class TraceDecoder {
     this.mappedPages.add(page);
     if (v && addr === v.addr + 4 && bytes.length === 4) {
       v.ctrlAfter = le32(bytes, 0);
-      if (f) f.busy ||= !(v.ctrlAfter & TDC_ACTIVE) || (v.ctrlAfter & ~TDC_NAK) !== (v.td.ctrl & ~TDC_NAK);
+      if (f) f.busy ||= !(v.ctrlAfter & TD_CTRL.bit.ACTIVE) || (v.ctrlAfter & ~TD_CTRL.bit.NAK) !== (v.td.ctrl & ~TD_CTRL.bit.NAK);
       return;
     }
     if (bytes.length === 4 && this.qhCtx && addr === this.qhCtx.addr + 4) {
       const e = le32(bytes, 0);
       if (v) v.elementAdvance = e;
-      this.expectTd = e & (LINK_T | LINK_Q) ? null : (e & LINK_PTR_MASK) >>> 0;
+      this.expectTd = e & (LINK.bit.T | LINK.bit.Q) ? null : (e & LINK.bit.PTR) >>> 0;
       if (f) f.busy = true;
       return;
     }
@@ -725,10 +710,10 @@ export class TraceDecoder {
     const f = this.frame;
     const before = v.td.ctrl;
     const pending = this.asyncByTd.get(v.addr);
-    if (!(before & TDC_ACTIVE)) {
+    if (!(before & TD_CTRL.bit.ACTIVE)) {
       v.result = 'inactive';
       // An inactive TD with IOC still requests the interrupt (QEMU; schedule.ts handleTd).
-      if (before & TDC_IOC && f) f.ioc = true;
+      if (before & TD_CTRL.bit.IOC && f) f.ioc = true;
       return;
     }
     const after = v.ctrlAfter;
@@ -749,25 +734,25 @@ export class TraceDecoder {
       if (v.port === null) v.port = pending.port;
       if (!v.out) v.out = pending.out;
     }
-    if (after & TDC_ACTIVE) {
-      if (after & TDC_CRCTO && !(before & TDC_CRCTO && (after & 0x18000000) === (before & 0x18000000))) v.result = 'retry';
+    if (after & TD_CTRL.bit.ACTIVE) {
+      if (after & TD_CTRL.bit.CRCTO && !(before & TD_CTRL.bit.CRCTO && (after & 0x18000000) === (before & 0x18000000))) v.result = 'retry';
       else v.result = 'nak';
       return;
     }
     this.asyncByTd.delete(v.addr);
     this.activeSince.delete(v.addr);
-    if (after & TDC_BABBLE) v.result = 'babble';
-    else if (after & TDC_STALLED) v.result = 'stall';
-    else if (after & TDC_CRCTO) v.result = 'crc-timeout';
-    else if (after & TDC_DBE) v.result = 'data-buffer-error';
-    else if (after & TDC_BITSTUFF) v.result = 'bitstuff';
+    if (after & TD_CTRL.bit.BABBLE) v.result = 'babble';
+    else if (after & TD_CTRL.bit.STALLED) v.result = 'stall';
+    else if (after & TD_CTRL.bit.CRCTO) v.result = 'crc-timeout';
+    else if (after & TD_CTRL.bit.DBE) v.result = 'data-buffer-error';
+    else if (after & TD_CTRL.bit.BITSTUFF) v.result = 'bitstuff';
     else {
       const short = tokenPid(v.td.token) === PID_IN && ctrlActualLength(after) < tokenMaxLen(v.td.token);
       v.result = short ? 'short' : 'ok';
-      if (short && after & TDC_SPD && f) f.spd = true;
+      if (short && after & TD_CTRL.bit.SPD && f) f.spd = true;
     }
     if (f) {
-      if (after & TDC_IOC) f.ioc = true;
+      if (after & TD_CTRL.bit.IOC) f.ioc = true;
       if (v.result !== 'ok' && v.result !== 'short') f.error = true;
     }
   }

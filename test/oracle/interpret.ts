@@ -4,7 +4,7 @@
  * (compare.ts); only values that do not depend on real-time frame timing are
  * recorded (see the Step comments in program.ts).
  */
-import { decodeTd, TDC_ACTIVE } from '../../src/uhci/descriptors.js';
+import { decodeTd, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { configAddress, PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA } from '../support/pci-cf8.js';
 import {
   IO_BASE,
@@ -16,13 +16,13 @@ import {
   REG_USBCMD,
   REG_USBINTR,
   REG_USBSTS,
-  STS_HCHALTED,
   type Program,
   type Region,
   type Step,
 } from './program.js';
 import type { IoSize, Target } from './target.js';
 import { UHCI_SLOT } from './qemu-target.js';
+import { USBSTS } from '../../src/uhci/registers.js';
 
 export type ObservedValue =
   | { kind: 'word'; value: number; size: IoSize; what: 'io' | 'cfg'; offset: number }
@@ -67,7 +67,7 @@ function tdActive(p: Program, snap: Uint8Array[], td: number): boolean {
   if (i < 0) return false;
   const r = p.regions[i]!;
   const off = td - r.addr;
-  return (decodeTd(snap[i]!.subarray(off, off + 16)).ctrl & TDC_ACTIVE) !== 0;
+  return (decodeTd(snap[i]!.subarray(off, off + 16)).ctrl & TD_CTRL.bit.ACTIVE) !== 0;
 }
 
 /**
@@ -86,7 +86,7 @@ async function runUntilQuiet(t: Target, p: Program, tds: number[], maxFrames: nu
   for (;;) {
     await t.settle(t.pollMs);
     const sts = await t.portIn(IO_BASE + REG_USBSTS, 2);
-    if (sts & STS_HCHALTED) return 'halted';
+    if (sts & USBSTS.bit.HCHALTED) return 'halted';
     const fr = await t.portIn(IO_BASE + REG_FRNUM, 2);
     const d = (fr - prevFr) & 0x7ff;
     prevFr = fr;
@@ -178,7 +178,7 @@ export async function runProgram(t: Target, p: Program): Promise<Observation[]> 
           await t.settle(5);
           moved = (await t.portIn(IO_BASE + REG_FRNUM, 2)) !== a;
           // A halted controller: one 5 ms look is enough to call it frozen.
-          if (!moved && ((await t.portIn(IO_BASE + REG_USBSTS, 2)) & STS_HCHALTED)) break;
+          if (!moved && ((await t.portIn(IO_BASE + REG_USBSTS, 2)) & USBSTS.bit.HCHALTED)) break;
         }
         obs.push({ step: i, label: 'FRNUM moves', v: { kind: 'flag', value: moved ? 'moves' : 'frozen' } });
         break;

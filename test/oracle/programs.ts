@@ -5,12 +5,9 @@
  * its name (`gen:<kind>#<seed>`).
  */
 import fc from 'fast-check';
-import { LINK_Q, LINK_T, makeToken, TDC_LS } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
 import {
-  CMD_GRESET,
-  CMD_HCRESET,
-  CMD_RS,
   prologue,
   ProgramBuilder,
   REG_FRNUM,
@@ -25,6 +22,7 @@ import {
   type TdSpec,
 } from './program.js';
 import type { IoSize } from './target.js';
+import { USBCMD } from '../../src/uhci/registers.js';
 
 // USB 2.0 §9.4 standard requests and HID 1.11 §7.2 class requests.
 const GET_STATUS = 0;
@@ -130,7 +128,7 @@ function ioWriteOnce(size: IoSize, off: number, pattern: number, tag: string): P
   const b = start(`hand:io-write/${size}@0x${off.toString(16)}=${tag}`);
   let v = pattern & [0, 0xff, 0xffff, 0, 0xffffffff][size]!;
   // Never start the schedule from a poke: RS would make FRNUM timing dependent.
-  if (off === 0) v &= ~CMD_RS;
+  if (off === 0) v &= ~USBCMD.bit.RS;
   b.ioWrite(off, size, v >>> 0);
   b.observe(true);
   return b.build();
@@ -170,7 +168,7 @@ function enumerateFully(): Program {
   b.controlTransfer({ dev: 5, setup: setupPacket(0xa1, HID_GET_REPORT, 0x0100, 0, 8), packet: 8, spd: true });
   // Interrupt IN polling: no input events, so the tablet NAKs (HID 1.11 §7.2.4 idle = 0).
   const { qh, tds } = b.queue([{ pid: PID_IN, dev: 5, ep: 1, maxLen: 8, ioc: true }]);
-  b.hang(qh | LINK_Q);
+  b.hang(qh | LINK.bit.Q);
   b.runAndObserve(tds, 32);
   return b.build();
 }
@@ -182,7 +180,7 @@ function frnumProgram(): Program {
   b.ioRead(REG_FRNUM, 2);
   b.ioWrite(REG_FRNUM, 2, 0xffff);
   b.ioRead(REG_FRNUM, 2);
-  b.ioWrite(REG_USBCMD, 2, CMD_RS);
+  b.ioWrite(REG_USBCMD, 2, USBCMD.bit.RS);
   b.step({ op: 'frnumMoves' });
   b.ioRead(REG_USBSTS, 2);
   b.ioRead(REG_USBCMD, 2);
@@ -191,7 +189,7 @@ function frnumProgram(): Program {
   b.observe();
   // HCRESET while halted: what happens to FRNUM (QEMU keeps it, UHCI DG §2.1.1 says reset).
   b.ioWrite(REG_FRNUM, 2, 0x123);
-  b.ioWrite(REG_USBCMD, 2, CMD_HCRESET);
+  b.ioWrite(REG_USBCMD, 2, USBCMD.bit.HCRESET);
   b.wait(1);
   b.observe(true);
   return b.build();
@@ -203,7 +201,7 @@ function errorsProgram(): Program {
   b.resetAndEnablePort();
   // No device at address 77: CRC/timeout (UHCI DG §3.2.2; QEMU retires the TD at once).
   const nodev = b.queue([{ pid: PID_IN, dev: 77, ep: 0, maxLen: 8, cerr: 3, ioc: true }]);
-  b.hang(nodev.qh | LINK_Q);
+  b.hang(nodev.qh | LINK.bit.Q);
   b.runAndObserve(nodev.tds);
   b.ioWrite(REG_USBSTS, 2, 0x3f);
   // Bad request: the device stalls the SETUP stage.
@@ -211,12 +209,12 @@ function errorsProgram(): Program {
   b.ioWrite(REG_USBSTS, 2, 0x3f);
   // Endpoint the tablet does not have.
   const badEp = b.queue([{ pid: PID_IN, dev: 0, ep: 3, maxLen: 8, ioc: true }]);
-  b.hang(badEp.qh | LINK_Q);
+  b.hang(badEp.qh | LINK.bit.Q);
   b.runAndObserve(badEp.tds);
   b.ioWrite(REG_USBSTS, 2, 0x3f);
   // Invalid PID: host controller process error, the controller halts.
   const bad = b.queue([{ pid: 0, dev: 0, ep: 0, maxLen: 8, rawToken: makeToken(0xa5, 0, 0, 0, 8) }]);
-  b.hang(bad.qh | LINK_Q);
+  b.hang(bad.qh | LINK.bit.Q);
   b.runAndObserve(bad.tds);
   return b.build();
 }
@@ -229,7 +227,7 @@ function setupToDataEndpointProgram(): Program {
   // (CVE-2024-8354 fix, upstream d0af3cd0274e) treats SETUP to endpoint ≠ 0 like
   // an invalid PID: HCPE and RS cleared.
   const q = b.queue([{ pid: PID_SETUP, dev: 6, ep: 1, maxLen: 8, data: getDescriptor(DT_DEVICE, 0, 8), ioc: true }]);
-  b.hang(q.qh | LINK_Q);
+  b.hang(q.qh | LINK.bit.Q);
   b.runAndObserve(q.tds);
   return b.build();
 }
@@ -287,8 +285,8 @@ function breadthDepthProgram(depth: boolean): Program {
   b.controlTransfer({ dev: 0, setup: setupPacket(0x00, SET_ADDRESS, 3, 0, 0), packet: 8 });
   b.controlTransfer({ dev: 3, setup: setupPacket(0x00, SET_CONFIGURATION, 1, 0, 0), packet: 8 });
   const q2 = b.queue([{ pid: PID_IN, dev: 3, ep: 1, maxLen: 8 }]);
-  const q1 = b.queue(b.controlTds({ dev: 3, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8, depthFirst: depth }), q2.qh | LINK_Q);
-  b.hang(q1.qh | LINK_Q);
+  const q1 = b.queue(b.controlTds({ dev: 3, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8, depthFirst: depth }), q2.qh | LINK.bit.Q);
+  b.hang(q1.qh | LINK.bit.Q);
   b.runAndObserve([...q1.tds], 64);
   return b.build();
 }
@@ -301,7 +299,7 @@ function toggleMismatchProgram(): Program {
   const specs = b.controlTds({ dev: 0, setup: getDescriptor(DT_DEVICE, 0, 18), packet: 8 });
   specs.forEach((s) => (s.toggle = 0));
   const { qh, tds } = b.queue(specs);
-  b.hang(qh | LINK_Q);
+  b.hang(qh | LINK.bit.Q);
   b.runAndObserve(tds);
   return b.build();
 }
@@ -309,7 +307,7 @@ function toggleMismatchProgram(): Program {
 function globalResetProgram(): Program {
   const b = start('hand:global-reset');
   enumerate(b, 4, true);
-  b.ioWrite(REG_USBCMD, 2, CMD_GRESET);
+  b.ioWrite(REG_USBCMD, 2, USBCMD.bit.GRESET);
   b.wait(10);
   b.ioWrite(REG_USBCMD, 2, 0);
   b.observe();
@@ -338,7 +336,6 @@ function suspendResumeProgram(): Program {
   return b.build();
 }
 
-
 function loopingScheduleProgram(): Program {
   const b = start('hand:looping-schedule');
   enumerate(b, 2, true);
@@ -348,9 +345,9 @@ function loopingScheduleProgram(): Program {
   const qb = b.allocQh();
   const ctl = b.tdChain(b.controlTds({ dev: 2, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8 }));
   const poll = b.tdChain([{ pid: PID_IN, dev: 2, ep: 1, maxLen: 4 }]);
-  b.writeQh(qa, qb | LINK_Q, ctl[0]!);
-  b.writeQh(qb, qa | LINK_Q, poll[0]!);
-  b.hang(qa | LINK_Q);
+  b.writeQh(qa, qb | LINK.bit.Q, ctl[0]!);
+  b.writeQh(qb, qa | LINK.bit.Q, poll[0]!);
+  b.hang(qa | LINK.bit.Q);
   b.runAndObserve(ctl, 64);
   return b.build();
 }
@@ -361,12 +358,12 @@ function bandwidthProgram(): Program {
   b.resetAndEnablePort();
   // 24 queues of 64-byte reads: more than a frame's 1280-byte budget, so the
   // work spreads over frames; the end state must still be complete.
-  let next: number = LINK_T;
+  let next: number = LINK.bit.T;
   const all: number[] = [];
   for (let i = 0; i < 24; i++) {
     const q = b.queue(b.controlTds({ dev: 0, setup: getDescriptor(DT_CONFIG, 0, 64), packet: 64, ioc: i === 0 ? 'last' : 'none' }), next);
     all.push(...q.tds);
-    next = q.qh | LINK_Q;
+    next = q.qh | LINK.bit.Q;
   }
   b.hang(next);
   b.runAndObserve(all, 96);
@@ -413,7 +410,7 @@ function pokesProgram(seed: number): Program {
   for (const p of pokes!) {
     if (p.write) {
       let v = p.value & [0, 0xff, 0xffff, 0, 0xffffffff][p.size]!;
-      if (p.offset === 0) v &= ~CMD_RS;
+      if (p.offset === 0) v &= ~USBCMD.bit.RS;
       b.ioWrite(p.offset, p.size, v >>> 0);
     } else {
       b.ioRead(p.offset, p.size);
@@ -547,7 +544,7 @@ function scheduleProgram(seed: number): Program {
       cerr: t.cerr,
       active: t.active,
       depthFirst: t.depthFirst,
-      extraCtrl: t.ls ? TDC_LS : 0,
+      extraCtrl: t.ls ? TD_CTRL.bit.LS : 0,
     }));
   const all: number[] = [];
   if (p.direct) {
@@ -556,11 +553,11 @@ function scheduleProgram(seed: number): Program {
     all.push(...tds);
     b.frameListAll(tds[0]!);
   } else {
-    let next: number = LINK_T;
+    let next: number = LINK.bit.T;
     for (let i = p.queues.length - 1; i >= 0; i--) {
       const q = b.queue(specs(p.queues[i]!), next);
       all.push(...q.tds);
-      next = q.qh | LINK_Q;
+      next = q.qh | LINK.bit.Q;
     }
     b.hang(next);
   }
