@@ -17,9 +17,9 @@ import {
 } from '../uhci/descriptors.js';
 import { PID_IN } from '../usb/packet.js';
 import { readGuestU32, writeGuestU32, type GuestBus } from './uhci-driver.js';
+import { FRAME_LIST_ENTRIES } from '../uhci/registers.js';
 
 /** UHCI frame list: 1024 entries (UHCI Design Guide 1.1 §3.1). */
-const FRAME_LIST_ENTRIES = 1024;
 
 export interface InterruptPollLayout {
   /** 16-byte aligned QH. */

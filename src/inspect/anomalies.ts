@@ -14,10 +14,13 @@ import {
   type Td,
   LINK,
   TD_CTRL,
+  tokenEndpoint,
+  tokenDevAddr,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
-import type { BoundaryEvent, FrameRecord, TdVisit } from './trace-decoder.js';
-import { invalidTdReason } from './trace-decoder.js';
+import { tokenProblem } from '../uhci/td-status.js';
+import { BoundedMap, BoundedSet, DEFAULT_MEMORY_CAP, DropCounter } from './bounded.js';
+import type { BoundaryEvent, FrameRecord, TdVisit } from './decoded-trace.js';
 import type { DeviceBook, Transaction, Urb } from './transfers.js';
 import { REQ_CLEAR_FEATURE, REQ_SET_CONFIGURATION, REQ_SET_INTERFACE } from './usb-requests.js';
 
@@ -113,17 +116,25 @@ interface Ep0State {
 }
 
 export class AnomalyDetector {
+  /**
+   * What the checks remember per guest address is bounded (a hostile guest
+   * can touch millions): at most `memoryCap` entries per collection, the
+   * oldest forgotten first, and at most `memoryCap` distinct anomalies (the
+   * first ones found are kept); everything forgotten or not kept is counted
+   * in `dropped`.
+   */
+  private readonly drops = new DropCounter();
   private readonly found = new Map<string, Anomaly>();
   readonly opts: AnomalyOptions;
 
   // TD rewrite tracking
-  private readonly sightings = new Map<number, TdSighting>();
-  private readonly byParent = new Map<number, Set<number>>();
+  private readonly sightings: BoundedMap<number, TdSighting>;
+  private readonly byParent: BoundedMap<number, BoundedSet<number>>;
   private reachedThisFrame = new Map<number, Set<number>>();
   // toggles
   private readonly toggles = new Map<string, { toggle: number; td: number; frame: number }>();
   private readonly ep0 = new Map<string, Ep0State>();
-  private readonly maxLenChecked = new Set<string>();
+  private readonly maxLenChecked: BoundedSet<string>;
   // interrupts
   private irqLevel = 0;
   private irqSince: number | null = null;
@@ -142,8 +153,12 @@ export class AnomalyDetector {
     private readonly book: DeviceBook,
     private readonly haltEpoch: () => number,
     opts: Partial<AnomalyOptions> = {},
+    private readonly memoryCap = DEFAULT_MEMORY_CAP,
   ) {
     this.opts = { ...DEFAULT_ANOMALY_OPTIONS, ...opts };
+    this.sightings = new BoundedMap(memoryCap, this.drops);
+    this.byParent = new BoundedMap(memoryCap, this.drops);
+    this.maxLenChecked = new BoundedSet(memoryCap, this.drops);
     this.iocRing = new Uint8Array(Math.max(1, this.opts.iocWindow));
   }
 
@@ -153,6 +168,10 @@ export class AnomalyDetector {
     if (old) {
       old.count++;
       old.lastFrame = f.serial;
+      return;
+    }
+    if (this.found.size >= this.memoryCap) {
+      this.drops.dropped++;
       return;
     }
     const a: Anomaly = { kind, frame: f.serial, frnum: f.frnum, tNs: f.tNs, address, message, details, count: 1, lastFrame: f.serial };
@@ -167,6 +186,11 @@ export class AnomalyDetector {
     const out = this.fresh;
     if (out.length) this.fresh = [];
     return out;
+  }
+
+  /** Entries forgotten (or anomalies not kept) at the memory cap so far. */
+  get dropped(): number {
+    return this.drops.dropped;
   }
 
   /** All anomalies found so far, in order of first occurrence. */
@@ -198,7 +222,7 @@ export class AnomalyDetector {
     if (after & TD_CTRL.bit.ACTIVE) {
       this.sightings.set(v.addr, { frame: f.serial, parent, epoch, unlinked: false });
       let set = this.byParent.get(parent);
-      if (!set) this.byParent.set(parent, (set = new Set()));
+      if (!set) this.byParent.set(parent, (set = new BoundedSet(this.memoryCap, this.drops)));
       set.add(v.addr);
     } else {
       this.sightings.delete(v.addr);
@@ -208,7 +232,7 @@ export class AnomalyDetector {
     r.add(v.addr);
 
     if (v.td.ctrl & TD_CTRL.bit.ACTIVE) {
-      const bad = invalidTdReason(v.td);
+      const bad = tokenProblem(v.td.token);
       if (bad) this.flag('invalid-td', `${v.addr}|${v.td.token}`, f, v.addr, `TD@${hex(v.addr)} is invalid: ${bad} (the controller halts with HC Process Error)`, [formatTd(v.addr, v.td)]);
     }
 
@@ -217,10 +241,9 @@ export class AnomalyDetector {
       const key = `${v.addr}|${v.td.token}`;
       if (!this.maxLenChecked.has(key)) {
         this.maxLenChecked.add(key);
-        if (this.maxLenChecked.size > 100_000) this.maxLenChecked.clear();
         const pid = tokenPid(v.td.token);
-        const ep = (v.td.token >>> 15) & 0xf;
-        const devaddr = (v.td.token >>> 8) & 0x7f;
+        const ep = tokenEndpoint(v.td.token);
+        const devaddr = tokenDevAddr(v.td.token);
         const mps = this.book.maxPacket(v.port, ep, pid === PID_IN);
         const maxLen = tokenMaxLen(v.td.token);
         if (mps !== null && maxLen > mps) {
@@ -370,7 +393,7 @@ export class AnomalyDetector {
   private iocCulprits(f: FrameRecord): string[] {
     const out: string[] = [];
     for (const s of f.steps) {
-      if (s.kind === 'td' && s.visit.td.ctrl & (1 << 24)) {
+      if (s.kind === 'td' && s.visit.td.ctrl & TD_CTRL.bit.IOC) {
         const v = s.visit;
         out.push(`${v.result === 'inactive' ? 'inactive TD with IOC left linked' : 'TD with IOC'}: ${formatTd(v.addr, v.td)}`);
       }

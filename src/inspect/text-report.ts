@@ -4,11 +4,11 @@
  * anomaly report, optionally with ANSI colour.
  */
 import { TD_CTRL, formatLink, pidName, tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, ctrlActualLength } from '../uhci/descriptors.js';
-import { PORTSC, USBCMD, USBINTR, USBSTS } from '../uhci/registers.js';
+import { PORTSC, USBCMD, USBINTR, USBSTS, FRNUM, frameListIndex } from '../uhci/registers.js';
 import { PID_SETUP } from '../usb/packet.js';
 import type { Anomaly } from './anomalies.js';
 import type { DeviceSummary, Inspection, TimelineEntry } from './inspector.js';
-import type { BoundaryEvent, FrameRecord, TdVisit, WalkStep } from './trace-decoder.js';
+import type { BoundaryEvent, FrameRecord, TdVisit, WalkStep } from './decoded-trace.js';
 import type { Urb } from './transfers.js';
 import { decodeSetup, formatSetup, requestName } from './usb-requests.js';
 
@@ -50,7 +50,7 @@ export function describeRegister(offset: number, size: number, value: number): s
     case 4:
       return `${name} = ${v} ${USBINTR.format(value & 0xffff)}`;
     case 6:
-      return `${name} = ${v} (frame ${value & 0x7ff}, list index ${value & 0x3ff})`;
+      return `${name} = ${v} (frame ${FRNUM.get(value, 'FN')}, list index ${frameListIndex(value)})`;
     case 16:
     case 18:
       return `${name} = ${v} ${PORTSC.format(value & 0xffff)}`;
@@ -105,7 +105,7 @@ export function describeVisit(v: TdVisit): string {
     `TD@${hex(v.addr)} ${pidName(pid)} dev ${tokenDevAddr(t.token)} ep ${tokenEndpoint(t.token)} D${tokenToggle(t.token)} maxlen ${tokenMaxLen(t.token)}`,
     `→ ${v.result}`,
   ];
-  if (v.ctrlAfter !== null && !(v.ctrlAfter & (1 << 23))) parts.push(`actlen ${ctrlActualLength(v.ctrlAfter)}`);
+  if (v.ctrlAfter !== null && !(v.ctrlAfter & TD_CTRL.bit.ACTIVE)) parts.push(`actlen ${ctrlActualLength(v.ctrlAfter)}`);
   parts.push(TD_CTRL.format(after).replace('TD.ctrl', 'ctrl'));
   parts.push(`link ${formatLink(t.link)}`);
   if (v.elementAdvance !== null) parts.push(`(QH element → ${formatLink(v.elementAdvance)})`);
@@ -241,6 +241,7 @@ export function formatInspection(r: Inspection, st: Style = PLAIN, name = 'trace
       ? `frame ${r.range.from} is past the end of the trace`
       : `showing frames ${r.range.from}..${r.range.to}: ${r.stats.busyFrames} with activity, ${r.stats.idleFrames} idle, ${r.stats.transfers} transfers`;
   out.push(`${r.events} events, ${r.frames} frames, ${ms(r.summary.endNs)}; ${range}`);
+  if (r.stats.dropped) out.push(st.alert(`note: ${r.stats.dropped} remembered TD/QH/page entries dropped at the inspector's memory cap; checks about the oldest addresses may be incomplete`));
   for (const d of r.devices) out.push('device ' + describeDevice(d));
   out.push('');
   for (const e of r.timeline) out.push(...entryLines(e, st));

@@ -8,7 +8,7 @@
  */
 import { tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, TD_CTRL } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
-import type { TdResult, TdVisit } from './trace-decoder.js';
+import type { TdResult, TdVisit } from './decoded-trace.js';
 import {
   DT_CONFIG,
   DT_DEVICE,

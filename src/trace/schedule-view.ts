@@ -10,6 +10,7 @@ import {
   formatTd,
   LINK,
 } from '../uhci/descriptors.js';
+import { frameListIndex } from '../uhci/registers.js';
 
 export interface ByteSource {
   bytes(addr: number, n: number): Uint8Array;
@@ -29,7 +30,7 @@ export function describeQh(mem: ByteSource, addr: number): string {
 
 /** Lines describing frame `frnum`'s schedule, at most `limit` QHs/TDs. */
 export function describeFrame(mem: ByteSource, flBase: number, frnum: number, limit = 16): string[] {
-  const index = frnum & 0x3ff;
+  const index = frameListIndex(frnum);
   const entry = (flBase & 0xfffff000) + index * 4;
   let link = le32(mem.bytes(entry, 4));
   const out = [`frame list[${index}] @0x${entry.toString(16)} -> ${formatLink(link)}`];

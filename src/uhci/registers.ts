@@ -75,6 +75,10 @@ export const FRNUM = new Layout('FRNUM', 16, {
   RSVD: { lsb: 11, width: 5, access: 'RSVD' },
 });
 export const FRAME_LIST_ENTRIES = 1024;
+/** The frame list entry a frame number uses: FRNUM bits 9:0 (UHCI DG §2.1.4). */
+export function frameListIndex(frnum: number): number {
+  return frnum & (FRAME_LIST_ENTRIES - 1);
+}
 
 /** FLBASEADD (UHCI DG §2.1.5): the frame list is 4 KiB aligned, bits 11:0 are not stored. */
 export const FLBASEADD = new Layout('FLBASEADD', 32, {

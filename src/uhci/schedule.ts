@@ -30,6 +30,7 @@ import { QhSeenSet } from './qh-seen-set.js';
 import type { FrameStats, ScheduleHost } from './schedule-host.js';
 import { TdExecution } from './td-execution.js';
 import { LINK } from './descriptors.js';
+import { frameListIndex } from './registers.js';
 
 /** Hard cap on frame-list/QH/TD fetches in one frame (QEMU uses 256 link follows). */
 export const MAX_LINKS_PER_FRAME = 1024;
@@ -81,7 +82,7 @@ export class ScheduleEngine {
     memo.beginWalk(this.replayEnabled && mem.fast !== null);
     let completedSinceLoop = 0;
     try {
-      let link = mem.read32(flBase + ((frnum & 0x3ff) << 2));
+      let link = mem.read32(flBase + (frameListIndex(frnum) << 2));
       let qhAddr = 0; // current QH (0: none)
       let qhHead = 0;
       while ((link & LINK.bit.T) === 0) {
