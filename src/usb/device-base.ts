@@ -32,7 +32,6 @@
  */
 import {
   PID_IN,
-  PID_OUT,
   PID_SETUP,
   type UsbDevice,
   type UsbPacket,
@@ -360,27 +359,12 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   }
 
   private handleControlPipe(p: UsbPacket): void {
-    switch (p.pid) {
-      case PID_SETUP:
-        this.tokenSetup(p);
-        break;
-      case PID_IN:
-        this.tokenIn(p);
-        break;
-      case PID_OUT:
-        this.pipe.outToken(p);
-        break;
-      default:
-        p.status = 'stall';
-    }
+    this.pipe.token(p, this.onSetup, this.onStatus);
   }
 
-  private tokenSetup(p: UsbPacket): void {
+  /** A SETUP the pipe accepted: a device-to-host request is answered now, into the data stage. */
+  private readonly onSetup = (p: UsbPacket): void => {
     const pipe = this.pipe;
-    if (!pipe.setupToken(p)) {
-      p.status = 'stall';
-      return;
-    }
     if (pipe.dirIn) {
       const reply = this.dispatch(this.request(), pipe.buffer.subarray(0, 0));
       if (reply === 'stall') {
@@ -394,15 +378,14 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
       pipe.stage = pipe.length === 0 ? 'status' : 'data';
     }
     p.actualLength = 8;
-  }
+  };
 
-  private tokenIn(p: UsbPacket): void {
-    // The status stage of a host-to-device request: carry it out now.
-    if (!this.pipe.inToken(p)) return;
+  /** The status stage of a host-to-device request: carry it out now. */
+  private readonly onStatus = (p: UsbPacket): void => {
     const reply = this.dispatch(this.request(), this.pipe.data());
     p.actualLength = 0;
     if (reply === 'stall') p.status = 'stall';
-  }
+  };
 
   private dispatch(req: ControlRequest, data: Uint8Array): Uint8Array | 'ack' | 'stall' {
     const std = this.standardControl(req);
