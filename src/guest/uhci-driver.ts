@@ -11,6 +11,7 @@ import {
   makeToken,
   LINK,
   TD_CTRL,
+  TD_TOKEN,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../usb/packet.js';
 
@@ -288,7 +289,7 @@ export class UhciGuestDriver {
       if (ctrl & TD_CTRL.bit.ACTIVE) break;
       const n = ctrlActualLength(ctrl);
       received += n;
-      if (n < ((td.token >>> 21) + 1)) break;
+      if (n < TD_TOKEN.get(td.token, 'MAXLEN') + 1) break;
     }
     return this.bus.readMem(dataBuf, received);
   }

@@ -10,6 +10,7 @@ import type { TraceHeader, TraceSummary } from '../trace/format.js';
 import type { TraceSource } from '../trace/reader.js';
 import { AnomalyDetector, type Anomaly, type AnomalyOptions } from './anomalies.js';
 import { COMPLETED_RESULTS, type BoundaryEvent, type DecoderSink, type FrameRecord } from './decoded-trace.js';
+import { REG } from '../uhci/registers.js';
 import { decodeTrace } from './trace-decoder.js';
 import { DeviceBook, TransferAssembler, transactionOf, type Urb } from './transfers.js';
 import type { EndpointInfo } from './usb-requests.js';
@@ -60,7 +61,7 @@ class QuietReads {
   quiet(e: BoundaryEvent): boolean {
     if (e.kind === 'activity') return true;
     if (e.kind !== 'io' || e.write) return false;
-    if (e.offset === 6) return true; // FRNUM moves every frame; reading it is routine
+    if (e.offset === REG.FRNUM) return true; // FRNUM moves every frame; reading it is routine
     const k = e.offset * 8 + e.size;
     const same = this.last.get(k) === e.value;
     this.last.set(k, e.value);

@@ -11,11 +11,9 @@ import type { AsyncQueue } from './async-queue.js';
 import type { FrameMemory } from './frame-memory.js';
 import { hasStableNak, type QuiescenceMemo } from './frame-replay.js';
 import { PacketScratch } from './packet-scratch.js';
+import { USBSTS } from './registers.js';
 import { PENDING_IOC, PENDING_SPD, type FrameStats, type ScheduleHost } from './schedule-host.js';
 import { newTdTransition, tdAfterError, tdAfterPacket, tokenProblem, type TdOutcome, type TdTransition } from './td-status.js';
-
-/** USBSTS USB Error Interrupt (UHCI DG §2.1.2). */
-const USBSTS_USBERRINT = 1 << 1;
 
 export class TdExecution {
   /** Interrupt causes to report at the end of the current frame (PENDING_IOC | PENDING_SPD). */
@@ -142,7 +140,7 @@ export class TdExecution {
   private apply(tdAddr: number, buffer: number, data: Uint8Array, t: TdTransition): TdOutcome {
     if (t.errorRetired) this.stats.effects++;
     this.pendingInt |= t.interrupt;
-    if (t.errorRetired) this.host.raiseStatus(USBSTS_USBERRINT);
+    if (t.errorRetired) this.host.raiseStatus(USBSTS.bit.USBERRINT);
     if (t.dataLength > 0) this.mem.writeBytes(buffer, data.subarray(0, t.dataLength));
     if (t.writeCtrl) this.mem.write32(tdAddr + 4, t.ctrl);
     if (t.shortPacket) this.pendingInt |= PENDING_SPD;

@@ -17,7 +17,7 @@ import {
 } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
 import type { IoSize } from './target.js';
-import { PORTSC, USBCMD } from '../../src/uhci/registers.js';
+import { PORTSC, USBCMD, REG } from '../../src/uhci/registers.js';
 
 export const IO_BASE = 0xc000;
 export const FL_BASE = 0x100000;
@@ -27,15 +27,6 @@ export const BUF_BASE = 0x102000;
 export const BUF_END = 0x104000;
 /** The anchor QH every frame-list entry points to (set up by the prologue). */
 export const ANCHOR_QH = STRUCT_BASE;
-
-export const REG_USBCMD = 0x00;
-export const REG_USBSTS = 0x02;
-export const REG_USBINTR = 0x04;
-export const REG_FRNUM = 0x06;
-export const REG_FLBASEADD = 0x08;
-export const REG_SOFMOD = 0x0c;
-export const REG_PORTSC1 = 0x10;
-export const REG_PORTSC2 = 0x12;
 
 export type Step =
   /** PCI config read of the UHCI function (observed). */
@@ -284,14 +275,14 @@ export class ProgramBuilder {
 
   /** Start the schedule, wait until it is quiet, stop it, observe everything. */
   runAndObserve(tds: number[], maxFrames = 64): void {
-    this.ioWrite(REG_USBCMD, 2, this.cmdBits | USBCMD.bit.RS);
+    this.ioWrite(REG.USBCMD, 2, this.cmdBits | USBCMD.bit.RS);
     this.step({ op: 'runUntilQuiet', tds, maxFrames });
     this.stop();
     this.observe();
   }
 
   stop(): void {
-    this.ioWrite(REG_USBCMD, 2, this.cmdBits);
+    this.ioWrite(REG.USBCMD, 2, this.cmdBits);
     this.wait(3);
   }
 
@@ -299,7 +290,7 @@ export class ProgramBuilder {
    * Port reset and enable (USB 2.0 §7.1.7.5: reset ≥ 10 ms; UHCI DG §2.1.7),
    * then clear the change bits.
    */
-  resetAndEnablePort(reg = REG_PORTSC1): void {
+  resetAndEnablePort(reg = REG.PORTSC1): void {
     this.ioWrite(reg, 2, PORTSC.bit.PR);
     this.wait(10);
     this.ioWrite(reg, 2, 0);
@@ -327,19 +318,19 @@ export class ProgramBuilder {
 export function prologue(b: ProgramBuilder): void {
   b.step({ op: 'cfgWrite', offset: 0x20, size: 4, value: IO_BASE | 1 });
   b.step({ op: 'cfgWrite', offset: 0x04, size: 2, value: 0x0005 });
-  b.ioWrite(REG_USBCMD, 2, 0);
+  b.ioWrite(REG.USBCMD, 2, 0);
   b.wait(2);
-  b.ioWrite(REG_USBCMD, 2, USBCMD.bit.GRESET);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.GRESET);
   b.wait(10);
-  b.ioWrite(REG_USBCMD, 2, 0);
-  b.ioWrite(REG_USBCMD, 2, USBCMD.bit.HCRESET);
+  b.ioWrite(REG.USBCMD, 2, 0);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.HCRESET);
   b.wait(1);
-  b.ioWrite(REG_USBINTR, 2, 0);
-  b.ioWrite(REG_FRNUM, 2, 0);
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
-  b.ioWrite(REG_SOFMOD, 1, 64);
+  b.ioWrite(REG.USBINTR, 2, 0);
+  b.ioWrite(REG.FRNUM, 2, 0);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
+  b.ioWrite(REG.SOFMOD, 1, 64);
   b.step({ op: 'memFill', addr: STRUCT_BASE, len: BUF_END - STRUCT_BASE, byte: 0 });
   b.writeQh(ANCHOR_QH, LINK.bit.T, LINK.bit.T);
   b.frameListAll(ANCHOR_QH | LINK.bit.Q);
-  b.ioWrite(REG_FLBASEADD, 4, FL_BASE);
+  b.ioWrite(REG.FLBASEADD, 4, FL_BASE);
 }
