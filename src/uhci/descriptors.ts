@@ -92,21 +92,25 @@ export function encodeQh(qh: Qh, out: Uint8Array = new Uint8Array(8)): Uint8Arra
   return out;
 }
 
+// Field masks and shifts of the declarations, for the helpers the schedule walk calls per TD.
+const TOKEN_BIT = TD_TOKEN.bit;
+const TOKEN_LSB = TD_TOKEN.lsb;
+
 /** Max length encoded in a token: (MaxLen + 1) & 0x7ff, so 0x7ff means 0 bytes (UHCI DG §3.2.3). */
 export function tokenMaxLen(token: number): number {
-  return (TD_TOKEN.get(token, 'MAXLEN') + 1) & 0x7ff;
+  return (((token & TOKEN_BIT.MAXLEN) >>> TOKEN_LSB.MAXLEN) + 1) & 0x7ff;
 }
 export function tokenPid(token: number): number {
-  return TD_TOKEN.get(token, 'PID');
+  return token & TOKEN_BIT.PID;
 }
 export function tokenDevAddr(token: number): number {
-  return TD_TOKEN.get(token, 'DEVADDR');
+  return (token & TOKEN_BIT.DEVADDR) >>> TOKEN_LSB.DEVADDR;
 }
 export function tokenEndpoint(token: number): number {
-  return TD_TOKEN.get(token, 'ENDPT');
+  return (token & TOKEN_BIT.ENDPT) >>> TOKEN_LSB.ENDPT;
 }
 export function tokenToggle(token: number): number {
-  return TD_TOKEN.get(token, 'D');
+  return (token & TOKEN_BIT.D) >>> TOKEN_LSB.D;
 }
 /** Identifies an endpoint's queue: PID, address, endpoint (bits 18:0), as QEMU does. */
 const TOKEN_QUEUE_KEY_MASK = TD_TOKEN.mask('PID', 'DEVADDR', 'ENDPT');
@@ -115,7 +119,7 @@ export function tokenQueueKey(token: number): number {
 }
 /** Actual length as written back: (ActLen + 1) & 0x7ff. */
 export function ctrlActualLength(ctrl: number): number {
-  return (TD_CTRL.get(ctrl, 'ACTLEN') + 1) & 0x7ff;
+  return ((ctrl & TD_CTRL.bit.ACTLEN) + 1) & 0x7ff;
 }
 
 /** Build a token word. `maxLen` is the byte count (0..1280); encoded as maxLen-1. */
