@@ -22,7 +22,7 @@ import { tokenProblem } from '../uhci/td-status.js';
 import { BoundedMap, BoundedSet, DEFAULT_MEMORY_CAP, DropCounter } from './bounded.js';
 import type { BoundaryEvent, FrameRecord, TdVisit } from './decoded-trace.js';
 import type { DeviceBook, Transaction, Urb } from './transfers.js';
-import { REQ_CLEAR_FEATURE, REQ_SET_CONFIGURATION, REQ_SET_INTERFACE } from './usb-requests.js';
+import { REQ_CLEAR_FEATURE, REQ_SET_CONFIGURATION, REQ_SET_INTERFACE } from '../usb/requests.js';
 
 export type AnomalyKind =
   | 'td-rewritten-while-active'

@@ -8,13 +8,12 @@
  */
 import { tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, TD_CTRL } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
+import { REQ_GET_DESCRIPTOR, REQ_SET_ADDRESS } from '../usb/requests.js';
 import type { TdResult, TdVisit } from './decoded-trace.js';
 import {
   DT_CONFIG,
   DT_DEVICE,
   ERRNO,
-  REQ_GET_DESCRIPTOR,
-  REQ_SET_ADDRESS,
   decodeSetup,
   parseConfigEndpoints,
   type EndpointInfo,

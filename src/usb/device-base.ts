@@ -57,6 +57,17 @@ import {
   type DeviceDescriptor,
   type InterfaceDescriptor,
 } from './descriptors.js';
+import {
+  REQ_GET_STATUS,
+  REQ_CLEAR_FEATURE,
+  REQ_SET_FEATURE,
+  REQ_SET_ADDRESS,
+  REQ_GET_DESCRIPTOR,
+  REQ_GET_CONFIGURATION,
+  REQ_SET_CONFIGURATION,
+  REQ_GET_INTERFACE,
+  REQ_SET_INTERFACE,
+} from './requests.js';
 
 /** Size of the control data buffer (QEMU include/hw/usb.h USBDevice.data_buf). */
 export const CONTROL_BUFFER_SIZE = 4096;
@@ -69,19 +80,6 @@ export const TYPE_VENDOR = 0x40;
 export const RECIP_DEVICE = 0x00;
 export const RECIP_INTERFACE = 0x01;
 export const RECIP_ENDPOINT = 0x02;
-
-/** Standard request codes (USB 2.0 Table 9-4). */
-export const REQ_GET_STATUS = 0x00;
-export const REQ_CLEAR_FEATURE = 0x01;
-export const REQ_SET_FEATURE = 0x03;
-export const REQ_SET_ADDRESS = 0x05;
-export const REQ_GET_DESCRIPTOR = 0x06;
-export const REQ_SET_DESCRIPTOR = 0x07;
-export const REQ_GET_CONFIGURATION = 0x08;
-export const REQ_SET_CONFIGURATION = 0x09;
-export const REQ_GET_INTERFACE = 0x0a;
-export const REQ_SET_INTERFACE = 0x0b;
-export const REQ_SYNCH_FRAME = 0x0c;
 
 /** Feature selectors (USB 2.0 Table 9-6). */
 export const FEATURE_ENDPOINT_HALT = 0;
