@@ -606,7 +606,7 @@ export class UhciController {
     return [
       USBCMD.format(this.cmd),
       USBSTS.format(this.status),
-      `USBINTR=0x${this.intr.toString(16)}`,
+      USBINTR.format(this.intr),
       `FRNUM=0x${this.frnum.toString(16)}`,
       `FLBASEADD=0x${this.flBase.toString(16)}`,
       `SOFMOD=${this.sofmod}`,
