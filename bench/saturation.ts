@@ -10,7 +10,7 @@ import { ManualClock } from '../src/platform/clock.js';
 import { LatchedIrq } from '../src/platform/irq.js';
 import { FlatMemory } from '../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../src/uhci/controller.js';
-import { LINK_Q, LINK_T, LINK_VF, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_IOS, makeToken } from '../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP, type UsbDevice, type UsbPacket, type UsbPortHooks } from '../src/usb/packet.js';
 
 /** A device that accepts everything and answers IN with `length` zero bytes. */
@@ -59,7 +59,7 @@ export function measureSaturation(type: TransferType, payload: number): number {
   const tdCount = type === 'control' ? 3 * 200 : 400;
   const tds: number[] = [];
   for (let i = 0; i < tdCount; i++) tds.push(alloc(32));
-  const ctrl = (iso: boolean) => ((3 << TDC_CERR_SHIFT) | TDC_ACTIVE | (iso ? TDC_IOS : 0) | 0x7ff) >>> 0;
+  const ctrl = (iso: boolean) => ((3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | (iso ? TD_CTRL.bit.IOS : 0) | 0x7ff) >>> 0;
   for (let i = 0; i < tdCount; i++) {
     let token: number;
     if (type === 'control') {
@@ -67,7 +67,7 @@ export function measureSaturation(type: TransferType, payload: number): number {
       token = stage === 0 ? makeToken(PID_SETUP, 1, 0, 0, 8) : stage === 1 ? makeToken(PID_IN, 1, 0, 1, payload) : makeToken(PID_OUT, 1, 0, 1, 0);
     } else token = makeToken(PID_OUT, 1, 1, i & 1, payload);
     const iso = type === 'isochronous';
-    const link = i + 1 < tdCount ? (iso ? tds[i + 1]! : (tds[i + 1]! | LINK_VF) >>> 0) : LINK_T;
+    const link = i + 1 < tdCount ? (iso ? tds[i + 1]! : (tds[i + 1]! | LINK.bit.VF) >>> 0) : LINK.bit.T;
     mem.writeU32(tds[i]!, link);
     mem.writeU32(tds[i]! + 4, ctrl(iso));
     mem.writeU32(tds[i]! + 8, token);
@@ -75,14 +75,14 @@ export function measureSaturation(type: TransferType, payload: number): number {
   }
   const first = type === 'isochronous' ? tds[0]! : (() => {
     const qh = alloc(16);
-    mem.writeU32(qh, LINK_T);
+    mem.writeU32(qh, LINK.bit.T);
     mem.writeU32(qh + 4, tds[0]!);
-    return (qh | LINK_Q) >>> 0;
+    return (qh | LINK.bit.Q) >>> 0;
   })();
-  for (let i = 0; i < 1024; i++) mem.writeU32(fl + i * 4, i === 0 ? first : LINK_T);
+  for (let i = 0; i < 1024; i++) mem.writeU32(fl + i * 4, i === 0 ? first : LINK.bit.T);
   hc.ioWrite(0x08, 4, fl);
   hc.ioWrite(0x00, 2, 0x00c1);
   clock.advance(FRAME_NS);
-  const done = tds.filter((td) => (mem.readU32(td + 4) & TDC_ACTIVE) === 0).length;
+  const done = tds.filter((td) => (mem.readU32(td + 4) & TD_CTRL.bit.ACTIVE) === 0).length;
   return type === 'control' ? Math.floor(done / 3) : done;
 }

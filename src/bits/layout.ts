@@ -1,11 +1,22 @@
 /**
  * Declarative bit layouts: each hardware register or descriptor word is
- * declared once (field name, position, width, access) and decode, encode,
- * write-masking and pretty printing are derived from that declaration.
- * Modelled on crosvm's register bitfield macros.
+ * declared once (field name, position, width, access, reset value) and
+ * everything else is derived from that declaration: the per-field masks and
+ * shifts the code uses, decode/encode, the guest-write semantics (writable,
+ * write-1-to-clear and read-only masks), the bits a saved state carries,
+ * the reset value and pretty printing. Modelled on crosvm's `register!`
+ * (reset value, guest-writeable and write-1-to-clear masks) and
+ * `#[bitfield]` (generated field accessors).
  */
 
-/** RO: read only. RW: read/write. RW1C: write 1 to clear. WO: write only (reads 0). RSVD: reserved. */
+/**
+ * How a guest write treats a field:
+ *  - RW: takes the written value;
+ *  - RW1C: set by the hardware, cleared where the guest writes 1;
+ *  - RO: set by the hardware, guest writes ignored;
+ *  - WO: a command: acted on when written, never stored (reads 0);
+ *  - RSVD: reserved, never stored (reads 0, writes ignored).
+ */
 export type Access = 'RO' | 'RW' | 'RW1C' | 'WO' | 'RSVD';
 
 export interface FieldSpec {
@@ -14,6 +25,15 @@ export interface FieldSpec {
   /** Width in bits (default 1). */
   readonly width?: number;
   readonly access: Access;
+  /** Field value after reset (default 0). */
+  readonly reset?: number;
+  /**
+   * Reserved by the specification but stored as written (QEMU keeps the
+   * whole written word): behaves as `access`, hidden when printing.
+   */
+  readonly reserved?: boolean;
+  /** Computed when read (not stored, not saved): e.g. PORTSC line status. */
+  readonly computed?: boolean;
   /** Short description for pretty printing (spec wording summarised). */
   readonly doc?: string;
 }
@@ -24,49 +44,88 @@ export interface Field {
   readonly width: number;
   readonly mask: number;
   readonly access: Access;
+  readonly reset: number;
+  readonly reserved: boolean;
+  readonly computed: boolean;
   readonly doc: string;
 }
+
+type PerField<N extends string> = { readonly [K in N]: number };
 
 export class Layout<N extends string> {
   readonly fields: readonly Field[];
   readonly byName: { readonly [K in N]: Field };
-  /** Bits software can change by writing (RW). */
+  /** Mask of each field, e.g. `USBCMD.bit.RS` (1 << 0) or `TD_CTRL.bit.CERR` (3 << 27). */
+  readonly bit: PerField<N>;
+  /** Lowest bit of each field, e.g. `TD_CTRL.lsb.CERR` (27). */
+  readonly lsb: PerField<N>;
+  /** Bits a guest write sets to the written value (RW). */
   readonly writableMask: number;
   /** Bits cleared by writing 1 (RW1C). */
   readonly clearMask: number;
+  /** Bits the hardware sets and a guest write cannot change (RO). */
   readonly readOnlyMask: number;
+  /** Bits that hold state: everything but WO, RSVD and computed fields (what a saved state carries). */
+  readonly storedMask: number;
+  /** Value after reset, from the fields' reset values. */
+  readonly reset: number;
 
   constructor(
     readonly name: string,
-    readonly bits: number,
+    readonly width: number,
     spec: { readonly [K in N]: FieldSpec },
   ) {
     const fields: Field[] = [];
     const byName = {} as { [K in N]: Field };
+    const bit = {} as { [K in N]: number };
+    const lsb = {} as { [K in N]: number };
     let writable = 0;
     let clear = 0;
     let ro = 0;
+    let stored = 0;
+    let reset = 0;
     for (const key of Object.keys(spec) as N[]) {
       const s = spec[key];
-      const width = s.width ?? 1;
-      if (s.lsb < 0 || s.lsb + width > bits) throw new RangeError(`${name}.${key} outside ${bits} bits`);
-      const mask = width === 32 ? 0xffffffff : (((1 << width) >>> 0) - 1) << s.lsb >>> 0;
+      const w = s.width ?? 1;
+      if (s.lsb < 0 || s.lsb + w > width) throw new RangeError(`${name}.${key} outside ${width} bits`);
+      const mask = w === 32 ? 0xffffffff : ((((1 << w) >>> 0) - 1) << s.lsb) >>> 0;
       for (const f of fields) {
         if ((f.mask & mask) !== 0) throw new RangeError(`${name}.${key} overlaps ${f.name}`);
       }
-      const field: Field = { name: key, lsb: s.lsb, width, mask, access: s.access, doc: s.doc ?? '' };
+      const r = s.reset ?? 0;
+      if (r < 0 || r > mask >>> s.lsb) throw new RangeError(`${name}.${key} reset value ${r} does not fit`);
+      if (r !== 0 && (s.access === 'WO' || s.access === 'RSVD' || s.computed)) throw new RangeError(`${name}.${key} is not stored`);
+      const field: Field = {
+        name: key,
+        lsb: s.lsb,
+        width: w,
+        mask,
+        access: s.access,
+        reset: r,
+        reserved: s.reserved ?? false,
+        computed: s.computed ?? false,
+        doc: s.doc ?? '',
+      };
       fields.push(field);
       byName[key] = field;
-      if (s.access === 'RW' || s.access === 'WO') writable |= mask;
+      bit[key] = mask;
+      lsb[key] = s.lsb;
+      if (s.access === 'RW') writable |= mask;
       if (s.access === 'RW1C') clear |= mask;
       if (s.access === 'RO') ro |= mask;
+      if (s.access !== 'WO' && s.access !== 'RSVD' && !s.computed) stored |= mask;
+      reset |= (r << s.lsb) >>> 0;
     }
     fields.sort((a, b) => b.lsb - a.lsb);
     this.fields = fields;
     this.byName = byName;
+    this.bit = Object.freeze(bit);
+    this.lsb = Object.freeze(lsb);
     this.writableMask = writable >>> 0;
     this.clearMask = clear >>> 0;
     this.readOnlyMask = ro >>> 0;
+    this.storedMask = stored >>> 0;
+    this.reset = reset >>> 0;
   }
 
   /** Value of field `name` in `word`. */
@@ -114,19 +173,32 @@ export class Layout<N extends string> {
   }
 
   /**
-   * Apply a guest write to a register: RW bits take the written value, RW1C
-   * bits written as 1 are cleared, RO/RSVD bits keep their old value.
+   * Apply a guest write to a stored register value: RW bits take the
+   * written value, RW1C bits written as 1 are cleared, everything else
+   * keeps its old value (RO) or stays 0 (WO, RSVD: never stored).
    */
   applyWrite(old: number, written: number): number {
-    const kept = old & ~this.writableMask & ~(written & this.clearMask);
+    const kept = old & this.storedMask & ~this.writableMask & ~(written & this.clearMask);
     return (kept | (written & this.writableMask)) >>> 0;
   }
 
-  /** Human-readable form, e.g. `USBSTS[HCHalted USBINT]` or `TD.token[PID=0x69 MaxLen=7]`. */
+  /**
+   * Apply a 16-bit guest write to half `half` (0: bits 15:0, 1: bits 31:16)
+   * of a 32-bit register; the other half keeps its value.
+   */
+  applyHalfWrite(old: number, half: 0 | 1, written: number): number {
+    const shift = half * 16;
+    const lane = (0xffff << shift) >>> 0;
+    const merged = ((old & ~lane) | ((written & 0xffff) << shift)) >>> 0;
+    // Only the written lane changes; the other keeps the stored value.
+    return ((this.applyWrite(old, merged) & lane) | (old & ~lane)) >>> 0;
+  }
+
+  /** Human-readable form, e.g. `USBSTS[HCHALTED USBINT]` or `TD.token[PID=0x69 MAXLEN=7]`. */
   format(word: number): string {
     const parts: string[] = [];
     for (const f of this.fields) {
-      if (f.access === 'RSVD') continue;
+      if (f.access === 'RSVD' || f.reserved) continue;
       const v = ((word & f.mask) >>> f.lsb) >>> 0;
       if (f.width === 1) {
         if (v) parts.push(f.name);

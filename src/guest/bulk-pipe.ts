@@ -7,19 +7,10 @@
  * data toggle per endpoint.
  */
 import {
-  LINK_Q,
-  LINK_T,
-  LINK_VF,
-  TDC_ACTIVE,
-  TDC_BABBLE,
-  TDC_CERR_SHIFT,
-  TDC_CRCTO,
-  TDC_DBE,
-  TDC_IOC,
-  TDC_SPD,
-  TDC_STALLED,
   ctrlActualLength,
   makeToken,
+  LINK,
+  TD_CTRL,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_OUT } from '../usb/packet.js';
 import { readGuestU32, writeGuestU32, type GuestBus } from './uhci-driver.js';
@@ -71,17 +62,17 @@ export class GuestBulkPipe {
 
   /** Hang the bulk QH after the QH chain frame 0 starts with (its last QH). */
   async install(): Promise<void> {
-    await this.w32(this.layout.qh, LINK_T);
-    await this.w32(this.layout.qh + 4, LINK_T);
+    await this.w32(this.layout.qh, LINK.bit.T);
+    await this.w32(this.layout.qh + 4, LINK.bit.T);
     let link = await this.r32(this.frameList);
     let last = -1;
-    for (let i = 0; i < 16 && !(link & LINK_T) && link & LINK_Q; i++) {
+    for (let i = 0; i < 16 && !(link & LINK.bit.T) && link & LINK.bit.Q; i++) {
       last = link & ~0xf;
       if (last === this.layout.qh) return;
       link = await this.r32(last);
     }
     if (last < 0) throw new Error('no QH in frame 0 to hang the bulk QH on');
-    await this.w32(last, (this.layout.qh | LINK_Q) >>> 0);
+    await this.w32(last, (this.layout.qh | LINK.bit.Q) >>> 0);
   }
 
   /** Reset the data toggle of an endpoint (after CLEAR_FEATURE(HALT) or SET_CONFIGURATION). */
@@ -111,8 +102,8 @@ export class GuestBulkPipe {
     for (let i = 0; i < n; i++) {
       const len = Math.min(mps, opts.length - i * mps);
       const td = tds + i * 32;
-      dv.setUint32(i * 32, i + 1 < n ? (td + 32) | LINK_VF : LINK_T, true);
-      dv.setUint32(i * 32 + 4, ((3 << TDC_CERR_SHIFT) | TDC_ACTIVE | (opts.in ? TDC_SPD : 0) | (i + 1 === n ? TDC_IOC : 0)) >>> 0, true);
+      dv.setUint32(i * 32, i + 1 < n ? (td + 32) | LINK.bit.VF : LINK.bit.T, true);
+      dv.setUint32(i * 32 + 4, ((3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | (opts.in ? TD_CTRL.bit.SPD : 0) | (i + 1 === n ? TD_CTRL.bit.IOC : 0)) >>> 0, true);
       dv.setUint32(i * 32 + 8, makeToken(opts.in ? PID_IN : PID_OUT, opts.address, opts.endpoint, toggle, Math.max(0, len)), true);
       dv.setUint32(i * 32 + 12, data + i * mps, true);
       toggle ^= 1;
@@ -127,16 +118,16 @@ export class GuestBulkPipe {
       await this.bus.wait(1);
       frames++;
       const element = await this.r32(qh + 4);
-      if (element & LINK_T) {
+      if (element & LINK.bit.T) {
         outcome = 'ok';
         break;
       }
       const cur = (element & ~0xf) >>> 0;
       const ctrl = await this.r32(cur + 4);
-      if (!(ctrl & TDC_ACTIVE)) {
+      if (!(ctrl & TD_CTRL.bit.ACTIVE)) {
         status = ctrl;
-        if (ctrl & TDC_STALLED) outcome = 'stall';
-        else if (ctrl & (TDC_CRCTO | TDC_BABBLE | TDC_DBE)) outcome = 'error';
+        if (ctrl & TD_CTRL.bit.STALLED) outcome = 'stall';
+        else if (ctrl & (TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE | TD_CTRL.bit.DBE)) outcome = 'error';
         else outcome = 'short';
         break;
       }
@@ -146,7 +137,7 @@ export class GuestBulkPipe {
       }
     }
     // Unlink whatever is left, then account for every TD.
-    await this.w32(qh + 4, LINK_T);
+    await this.w32(qh + 4, LINK.bit.T);
     const back = await this.bus.readMem(tds, n * 32);
     let bytes = 0;
     let retired = 0;
@@ -154,10 +145,10 @@ export class GuestBulkPipe {
     let stop = false;
     for (let i = 0; i < n; i++) {
       const ctrl = le32(back, i * 32 + 4);
-      if (ctrl & TDC_ACTIVE) continue;
+      if (ctrl & TD_CTRL.bit.ACTIVE) continue;
       retired++;
       if (stop) continue;
-      if (ctrl & (TDC_STALLED | TDC_CRCTO | TDC_BABBLE | TDC_DBE)) {
+      if (ctrl & (TD_CTRL.bit.STALLED | TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE | TD_CTRL.bit.DBE)) {
         stop = true;
         continue;
       }

@@ -10,24 +10,16 @@
  * device may still answer.
  */
 import {
-  LINK_Q,
-  LINK_T,
-  TDC_ACTIVE,
-  TDC_BABBLE,
-  TDC_CERR_SHIFT,
-  TDC_CRCTO,
-  TDC_DBE,
-  TDC_LS,
-  TDC_SPD,
-  TDC_STALLED,
   ctrlActualLength,
   makeToken,
+  LINK,
+  TD_CTRL,
 } from '../uhci/descriptors.js';
 import { PID_IN } from '../usb/packet.js';
 import { readGuestU32, writeGuestU32, type GuestBus } from './uhci-driver.js';
+import { FRAME_LIST_ENTRIES } from '../uhci/registers.js';
 
 /** UHCI frame list: 1024 entries (UHCI Design Guide 1.1 §3.1). */
-const FRAME_LIST_ENTRIES = 1024;
 
 export interface InterruptPollLayout {
   /** 16-byte aligned QH. */
@@ -74,15 +66,15 @@ export class InterruptInPoller {
     await this.arm();
     const fl = new Uint8Array(FRAME_LIST_ENTRIES * 4);
     const dv = new DataView(fl.buffer);
-    for (let i = 0; i < FRAME_LIST_ENTRIES; i++) dv.setUint32(i * 4, (qh | LINK_Q) >>> 0, true);
+    for (let i = 0; i < FRAME_LIST_ENTRIES; i++) dv.setUint32(i * 4, (qh | LINK.bit.Q) >>> 0, true);
     await this.bus.writeMem(this.frameList, fl);
   }
 
   private async arm(): Promise<void> {
     const { td, data, qh } = this.layout;
     const { address, endpoint, maxPacket, lowSpeed } = this.target;
-    await this.w32(td, LINK_T);
-    await this.w32(td + 4, ((3 << TDC_CERR_SHIFT) | TDC_ACTIVE | TDC_SPD | (lowSpeed ? TDC_LS : 0)) >>> 0);
+    await this.w32(td, LINK.bit.T);
+    await this.w32(td + 4, ((3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | TD_CTRL.bit.SPD | (lowSpeed ? TD_CTRL.bit.LS : 0)) >>> 0);
     await this.w32(td + 8, makeToken(PID_IN, address, endpoint, this.toggle, maxPacket));
     await this.w32(td + 12, data);
     await this.w32(qh + 4, td);
@@ -100,9 +92,9 @@ export class InterruptInPoller {
     for (let f = 1; f <= maxFrames; f++) {
       await this.bus.wait(1);
       const ctrl = await this.r32(td + 4);
-      if (ctrl & TDC_ACTIVE) continue;
+      if (ctrl & TD_CTRL.bit.ACTIVE) continue;
       this.armed = false;
-      if (ctrl & (TDC_STALLED | TDC_CRCTO | TDC_BABBLE | TDC_DBE)) return { data: null, status: ctrl, frames: f };
+      if (ctrl & (TD_CTRL.bit.STALLED | TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE | TD_CTRL.bit.DBE)) return { data: null, status: ctrl, frames: f };
       const report = await this.bus.readMem(data, ctrlActualLength(ctrl));
       this.toggle ^= 1;
       await this.arm();
@@ -113,7 +105,7 @@ export class InterruptInPoller {
 
   /** Unlink the QH again (frame list back to what it was) and let `settleFrames` pass. */
   async remove(settleFrames: number): Promise<void> {
-    await this.w32(this.layout.qh + 4, LINK_T);
+    await this.w32(this.layout.qh + 4, LINK.bit.T);
     const fl = new Uint8Array(FRAME_LIST_ENTRIES * 4);
     const dv = new DataView(fl.buffer);
     for (let i = 0; i < FRAME_LIST_ENTRIES; i++) dv.setUint32(i * 4, this.previousHead, true);

@@ -7,19 +7,11 @@
  * simulated Xen hypervisor, or against QEMU through qtest.
  */
 import {
-  LINK_Q,
-  LINK_T,
-  LINK_VF,
-  TDC_ACTIVE,
-  TDC_CERR_SHIFT,
-  TDC_IOC,
-  TDC_LS,
-  TDC_SPD,
-  TDC_STALLED,
-  TDC_CRCTO,
-  TDC_BABBLE,
   ctrlActualLength,
   makeToken,
+  LINK,
+  TD_CTRL,
+  TD_TOKEN,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../usb/packet.js';
 
@@ -166,13 +158,13 @@ export class UhciGuestDriver {
     this.heapNext = 0;
     this.controlQh = this.alloc(16);
     this.interruptQh = this.alloc(16);
-    await this.w32(this.controlQh, LINK_T);
-    await this.w32(this.controlQh + 4, LINK_T);
-    await this.w32(this.interruptQh, (this.controlQh | LINK_Q) >>> 0);
-    await this.w32(this.interruptQh + 4, LINK_T);
+    await this.w32(this.controlQh, LINK.bit.T);
+    await this.w32(this.controlQh + 4, LINK.bit.T);
+    await this.w32(this.interruptQh, (this.controlQh | LINK.bit.Q) >>> 0);
+    await this.w32(this.interruptQh + 4, LINK.bit.T);
     const fl = new Uint8Array(4096);
     const dv = new DataView(fl.buffer);
-    for (let i = 0; i < 1024; i++) dv.setUint32(i * 4, (this.interruptQh | LINK_Q) >>> 0, true);
+    for (let i = 0; i < 1024; i++) dv.setUint32(i * 4, (this.interruptQh | LINK.bit.Q) >>> 0, true);
     await this.bus.writeMem(this.layout.frameList, fl);
     await this.bus.outl(io + 0x08, this.layout.frameList);
     await this.bus.outw(io + 0x06, 0);
@@ -204,7 +196,7 @@ export class UhciGuestDriver {
   private async waitInactive(td: number, timeoutMs: number): Promise<number> {
     for (let t = 0; t <= timeoutMs; t++) {
       const ctrl = await this.r32(td + 4);
-      if (!(ctrl & TDC_ACTIVE)) return ctrl;
+      if (!(ctrl & TD_CTRL.bit.ACTIVE)) return ctrl;
       await this.bus.wait(1);
     }
     throw new UsbTransferError(`transfer timed out after ${timeoutMs} ms`, await this.r32(td + 4));
@@ -222,8 +214,8 @@ export class UhciGuestDriver {
     outData?: Uint8Array,
   ): Promise<Uint8Array> {
     const isIn = (setup.bmRequestType & 0x80) !== 0;
-    const ls = lowSpeed ? TDC_LS : 0;
-    const base = ((3 << TDC_CERR_SHIFT) | TDC_ACTIVE | ls) >>> 0;
+    const ls = lowSpeed ? TD_CTRL.bit.LS : 0;
+    const base = ((3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | ls) >>> 0;
     const setupBuf = this.alloc(8);
     const sb = new Uint8Array(8);
     const dv = new DataView(sb.buffer);
@@ -243,7 +235,7 @@ export class UhciGuestDriver {
       const n = Math.min(maxPacket, setup.wLength - off);
       tds.push({
         addr: this.alloc(32),
-        ctrl: (base | (isIn ? TDC_SPD : 0)) >>> 0,
+        ctrl: (base | (isIn ? TD_CTRL.bit.SPD : 0)) >>> 0,
         token: makeToken(isIn ? PID_IN : PID_OUT, address, 0, toggle, n),
         buffer: dataBuf + off,
       });
@@ -251,14 +243,14 @@ export class UhciGuestDriver {
     }
     const statusTd = {
       addr: this.alloc(32),
-      ctrl: (base | TDC_IOC) >>> 0,
+      ctrl: (base | TD_CTRL.bit.IOC) >>> 0,
       token: makeToken(isIn && setup.wLength > 0 ? PID_OUT : PID_IN, address, 0, 1, 0),
       buffer: 0,
     };
     tds.push(statusTd);
     for (let i = 0; i < tds.length; i++) {
       const td = tds[i]!;
-      const link = i + 1 < tds.length ? (tds[i + 1]!.addr | LINK_VF) >>> 0 : LINK_T;
+      const link = i + 1 < tds.length ? (tds[i + 1]!.addr | LINK.bit.VF) >>> 0 : LINK.bit.T;
       await this.w32(td.addr, link);
       await this.w32(td.addr + 4, td.ctrl);
       await this.w32(td.addr + 8, td.token);
@@ -270,16 +262,16 @@ export class UhciGuestDriver {
     let received = 0;
     for (let t = 0; t < 2000; t++) {
       const element = await this.r32(this.controlQh + 4);
-      if (element & LINK_T) break;
+      if (element & LINK.bit.T) break;
       const cur = tds.find((x) => x.addr === (element & ~0xf));
       if (cur) {
         const ctrl = await this.r32(cur.addr + 4);
-        if (!(ctrl & TDC_ACTIVE)) {
-          if (ctrl & (TDC_STALLED | TDC_CRCTO | TDC_BABBLE)) {
-            await this.w32(this.controlQh + 4, LINK_T);
+        if (!(ctrl & TD_CTRL.bit.ACTIVE)) {
+          if (ctrl & (TD_CTRL.bit.STALLED | TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE)) {
+            await this.w32(this.controlQh + 4, LINK.bit.T);
             throw new UsbTransferError(`control transfer failed (TD status 0x${ctrl.toString(16)})`, ctrl);
           }
-          if (cur !== statusTd && (ctrl & TDC_SPD) !== 0) {
+          if (cur !== statusTd && (ctrl & TD_CTRL.bit.SPD) !== 0) {
             // Short packet: skip to the status stage.
             await this.w32(this.controlQh + 4, statusTd.addr);
           }
@@ -288,16 +280,16 @@ export class UhciGuestDriver {
       await this.bus.wait(1);
     }
     const final = await this.waitInactive(statusTd.addr, 100);
-    if (final & (TDC_STALLED | TDC_CRCTO | TDC_BABBLE)) {
+    if (final & (TD_CTRL.bit.STALLED | TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE)) {
       throw new UsbTransferError(`control status stage failed (TD status 0x${final.toString(16)})`, final);
     }
     if (!isIn) return new Uint8Array(0);
     for (const td of tds.slice(1, -1)) {
       const ctrl = await this.r32(td.addr + 4);
-      if (ctrl & TDC_ACTIVE) break;
+      if (ctrl & TD_CTRL.bit.ACTIVE) break;
       const n = ctrlActualLength(ctrl);
       received += n;
-      if (n < ((td.token >>> 21) + 1)) break;
+      if (n < TD_TOKEN.get(td.token, 'MAXLEN') + 1) break;
     }
     return this.bus.readMem(dataBuf, received);
   }
@@ -385,21 +377,21 @@ export class UhciGuestDriver {
     const { endpoint, maxPacket } = dev.interruptIn;
     const buf = this.alloc(maxPacket);
     const td = this.alloc(32);
-    await this.w32(td, LINK_T);
-    await this.w32(td + 4, ((3 << TDC_CERR_SHIFT) | TDC_ACTIVE | TDC_IOC | TDC_SPD | (dev.lowSpeed ? TDC_LS : 0)) >>> 0);
+    await this.w32(td, LINK.bit.T);
+    await this.w32(td + 4, ((3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | TD_CTRL.bit.IOC | TD_CTRL.bit.SPD | (dev.lowSpeed ? TD_CTRL.bit.LS : 0)) >>> 0);
     await this.w32(td + 8, makeToken(PID_IN, dev.address, endpoint, toggle, maxPacket));
     await this.w32(td + 12, buf);
     await this.w32(this.interruptQh + 4, td);
     for (let t = 0; t < timeoutMs; t++) {
       await this.bus.wait(1);
       const ctrl = await this.r32(td + 4);
-      if (!(ctrl & TDC_ACTIVE)) {
-        await this.w32(this.interruptQh + 4, LINK_T);
-        if (ctrl & (TDC_STALLED | TDC_CRCTO | TDC_BABBLE)) throw new UsbTransferError(`interrupt IN failed (0x${ctrl.toString(16)})`, ctrl);
+      if (!(ctrl & TD_CTRL.bit.ACTIVE)) {
+        await this.w32(this.interruptQh + 4, LINK.bit.T);
+        if (ctrl & (TD_CTRL.bit.STALLED | TD_CTRL.bit.CRCTO | TD_CTRL.bit.BABBLE)) throw new UsbTransferError(`interrupt IN failed (0x${ctrl.toString(16)})`, ctrl);
         return this.bus.readMem(buf, ctrlActualLength(ctrl));
       }
     }
-    await this.w32(this.interruptQh + 4, LINK_T);
+    await this.w32(this.interruptQh + 4, LINK.bit.T);
     await this.bus.wait(2);
     return null;
   }

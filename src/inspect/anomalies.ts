@@ -7,20 +7,22 @@
  * the terminating skeleton QH loops back to the full-speed control QH).
  */
 import {
-  LINK_PTR_MASK,
-  LINK_T,
-  TDC_ACTIVE,
   formatLink,
   formatTd,
   tokenMaxLen,
   tokenPid,
   type Td,
+  LINK,
+  TD_CTRL,
+  tokenEndpoint,
+  tokenDevAddr,
 } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
-import type { BoundaryEvent, FrameRecord, TdVisit } from './trace-decoder.js';
-import { invalidTdReason } from './trace-decoder.js';
+import { tokenProblem } from '../uhci/td-status.js';
+import { BoundedMap, BoundedSet, DEFAULT_MEMORY_CAP, DropCounter } from './bounded.js';
+import type { BoundaryEvent, FrameRecord, TdVisit } from './decoded-trace.js';
 import type { DeviceBook, Transaction, Urb } from './transfers.js';
-import { REQ_CLEAR_FEATURE, REQ_SET_CONFIGURATION, REQ_SET_INTERFACE } from './usb-requests.js';
+import { REQ_CLEAR_FEATURE, REQ_SET_CONFIGURATION, REQ_SET_INTERFACE } from '../usb/requests.js';
 
 export type AnomalyKind =
   | 'td-rewritten-while-active'
@@ -95,7 +97,7 @@ function describeChange(a: Td, b: Td): string {
   if (a.link !== b.link) parts.push(`link ${formatLink(a.link)} -> ${formatLink(b.link)}`);
   if (a.token !== b.token) parts.push(`token ${hex(a.token)} -> ${hex(b.token)}`);
   if (a.buffer !== b.buffer) parts.push(`buffer ${hex(a.buffer)} -> ${hex(b.buffer)}`);
-  if (a.ctrl !== b.ctrl) parts.push(`ctrl ${hex(a.ctrl)} -> ${hex(b.ctrl)}${a.ctrl & TDC_ACTIVE && !(b.ctrl & TDC_ACTIVE) ? ' (deactivated in place)' : ''}`);
+  if (a.ctrl !== b.ctrl) parts.push(`ctrl ${hex(a.ctrl)} -> ${hex(b.ctrl)}${a.ctrl & TD_CTRL.bit.ACTIVE && !(b.ctrl & TD_CTRL.bit.ACTIVE) ? ' (deactivated in place)' : ''}`);
   return parts.join(', ');
 }
 
@@ -114,17 +116,25 @@ interface Ep0State {
 }
 
 export class AnomalyDetector {
+  /**
+   * What the checks remember per guest address is bounded (a hostile guest
+   * can touch millions): at most `memoryCap` entries per collection, the
+   * oldest forgotten first, and at most `memoryCap` distinct anomalies (the
+   * first ones found are kept); everything forgotten or not kept is counted
+   * in `dropped`.
+   */
+  private readonly drops = new DropCounter();
   private readonly found = new Map<string, Anomaly>();
   readonly opts: AnomalyOptions;
 
   // TD rewrite tracking
-  private readonly sightings = new Map<number, TdSighting>();
-  private readonly byParent = new Map<number, Set<number>>();
+  private readonly sightings: BoundedMap<number, TdSighting>;
+  private readonly byParent: BoundedMap<number, BoundedSet<number>>;
   private reachedThisFrame = new Map<number, Set<number>>();
   // toggles
   private readonly toggles = new Map<string, { toggle: number; td: number; frame: number }>();
   private readonly ep0 = new Map<string, Ep0State>();
-  private readonly maxLenChecked = new Set<string>();
+  private readonly maxLenChecked: BoundedSet<string>;
   // interrupts
   private irqLevel = 0;
   private irqSince: number | null = null;
@@ -143,8 +153,12 @@ export class AnomalyDetector {
     private readonly book: DeviceBook,
     private readonly haltEpoch: () => number,
     opts: Partial<AnomalyOptions> = {},
+    private readonly memoryCap = DEFAULT_MEMORY_CAP,
   ) {
     this.opts = { ...DEFAULT_ANOMALY_OPTIONS, ...opts };
+    this.sightings = new BoundedMap(memoryCap, this.drops);
+    this.byParent = new BoundedMap(memoryCap, this.drops);
+    this.maxLenChecked = new BoundedSet(memoryCap, this.drops);
     this.iocRing = new Uint8Array(Math.max(1, this.opts.iocWindow));
   }
 
@@ -154,6 +168,10 @@ export class AnomalyDetector {
     if (old) {
       old.count++;
       old.lastFrame = f.serial;
+      return;
+    }
+    if (this.found.size >= this.memoryCap) {
+      this.drops.dropped++;
       return;
     }
     const a: Anomaly = { kind, frame: f.serial, frnum: f.frnum, tNs: f.tNs, address, message, details, count: 1, lastFrame: f.serial };
@@ -170,6 +188,11 @@ export class AnomalyDetector {
     return out;
   }
 
+  /** Entries forgotten (or anomalies not kept) at the memory cap so far. */
+  get dropped(): number {
+    return this.drops.dropped;
+  }
+
   /** All anomalies found so far, in order of first occurrence. */
   list(): Anomaly[] {
     return [...this.found.values()].sort((a, b) => a.frame - b.frame || a.tNs - b.tNs);
@@ -182,7 +205,7 @@ export class AnomalyDetector {
     const parent = v.via >= 0 ? v.via : flEntry;
     const prev = v.previous;
     const epoch = this.haltEpoch();
-    if (v.changed && prev && prev.ctrl & TDC_ACTIVE) {
+    if (v.changed && prev && prev.ctrl & TD_CTRL.bit.ACTIVE) {
       const s = this.sightings.get(v.addr);
       if (s && !s.unlinked && s.epoch === epoch && s.parent === parent && s.frame < f.serial && f.serial - s.frame <= this.opts.rewriteGapFrames) {
         this.flag(
@@ -196,10 +219,10 @@ export class AnomalyDetector {
       }
     }
     const after = v.ctrlAfter ?? v.td.ctrl;
-    if (after & TDC_ACTIVE) {
+    if (after & TD_CTRL.bit.ACTIVE) {
       this.sightings.set(v.addr, { frame: f.serial, parent, epoch, unlinked: false });
       let set = this.byParent.get(parent);
-      if (!set) this.byParent.set(parent, (set = new Set()));
+      if (!set) this.byParent.set(parent, (set = new BoundedSet(this.memoryCap, this.drops)));
       set.add(v.addr);
     } else {
       this.sightings.delete(v.addr);
@@ -208,20 +231,19 @@ export class AnomalyDetector {
     if (!r) this.reachedThisFrame.set(parent, (r = new Set()));
     r.add(v.addr);
 
-    if (v.td.ctrl & TDC_ACTIVE) {
-      const bad = invalidTdReason(v.td);
+    if (v.td.ctrl & TD_CTRL.bit.ACTIVE) {
+      const bad = tokenProblem(v.td.token);
       if (bad) this.flag('invalid-td', `${v.addr}|${v.td.token}`, f, v.addr, `TD@${hex(v.addr)} is invalid: ${bad} (the controller halts with HC Process Error)`, [formatTd(v.addr, v.td)]);
     }
 
     // MaxLen against the endpoint's wMaxPacketSize, once the device has told it.
-    if (v.port !== null && v.td.ctrl & TDC_ACTIVE) {
+    if (v.port !== null && v.td.ctrl & TD_CTRL.bit.ACTIVE) {
       const key = `${v.addr}|${v.td.token}`;
       if (!this.maxLenChecked.has(key)) {
         this.maxLenChecked.add(key);
-        if (this.maxLenChecked.size > 100_000) this.maxLenChecked.clear();
         const pid = tokenPid(v.td.token);
-        const ep = (v.td.token >>> 15) & 0xf;
-        const devaddr = (v.td.token >>> 8) & 0x7f;
+        const ep = tokenEndpoint(v.td.token);
+        const devaddr = tokenDevAddr(v.td.token);
         const mps = this.book.maxPacket(v.port, ep, pid === PID_IN);
         const maxLen = tokenMaxLen(v.td.token);
         if (mps !== null && maxLen > mps) {
@@ -371,7 +393,7 @@ export class AnomalyDetector {
   private iocCulprits(f: FrameRecord): string[] {
     const out: string[] = [];
     for (const s of f.steps) {
-      if (s.kind === 'td' && s.visit.td.ctrl & (1 << 24)) {
+      if (s.kind === 'td' && s.visit.td.ctrl & TD_CTRL.bit.IOC) {
         const v = s.visit;
         out.push(`${v.result === 'inactive' ? 'inactive TD with IOC left linked' : 'TD with IOC'}: ${formatTd(v.addr, v.td)}`);
       }
@@ -444,36 +466,36 @@ export class AnomalyDetector {
       switch (s.kind) {
         case 'fl':
           lastHolder = s.addr;
-          if (!(s.link & LINK_T)) {
-            start = (s.link & LINK_PTR_MASK) >>> 0;
+          if (!(s.link & LINK.bit.T)) {
+            start = (s.link & LINK.bit.PTR) >>> 0;
             if (s.link & 0xc) this.flag('reserved-link-bits', `${s.addr}|${s.link}`, f, s.addr, `frame list entry ${s.index} @${hex(s.addr)} = ${hex(s.link)} has reserved bits 3:2 set (a pointer that is not 16-byte aligned?)`);
           }
           break;
         case 'qh': {
           lastHolder = s.addr;
-          if (!(s.head & LINK_T) && s.head & 0xc)
+          if (!(s.head & LINK.bit.T) && s.head & 0xc)
             this.flag('reserved-link-bits', `${s.addr}|h${s.head}`, f, s.addr, `QH@${hex(s.addr)} head link ${hex(s.head)} has reserved bits 3:2 set (the QH it means is not 16-byte aligned?)`);
-          if (!(s.element & LINK_T) && s.element & 0x8)
+          if (!(s.element & LINK.bit.T) && s.element & 0x8)
             this.flag('reserved-link-bits', `${s.addr}|e${s.element}`, f, s.addr, `QH@${hex(s.addr)} element link ${hex(s.element)} has reserved bit 3 set (a TD/QH that is not 16-byte aligned?)`);
           if (!nodes.has(s.addr)) {
             const edges: Node['edges'] = [];
-            if (!(s.element & LINK_T)) edges.push({ to: (s.element & LINK_PTR_MASK) >>> 0, via: 'element' });
-            if (!(s.head & LINK_T)) edges.push({ to: (s.head & LINK_PTR_MASK) >>> 0, via: 'head' });
-            nodes.set(s.addr, { kind: 'qh', edges, empty: (s.element & LINK_T) !== 0, active: false });
+            if (!(s.element & LINK.bit.T)) edges.push({ to: (s.element & LINK.bit.PTR) >>> 0, via: 'element' });
+            if (!(s.head & LINK.bit.T)) edges.push({ to: (s.head & LINK.bit.PTR) >>> 0, via: 'head' });
+            nodes.set(s.addr, { kind: 'qh', edges, empty: (s.element & LINK.bit.T) !== 0, active: false });
           }
           break;
         }
         case 'td': {
           const v = s.visit;
           lastHolder = v.addr;
-          if (!(v.td.link & LINK_T) && v.td.link & 0x8)
+          if (!(v.td.link & LINK.bit.T) && v.td.link & 0x8)
             this.flag('reserved-link-bits', `${v.addr}|l${v.td.link}`, f, v.addr, `TD@${hex(v.addr)} link ${hex(v.td.link)} has reserved bit 3 set (the TD/QH it means is not 16-byte aligned?)`);
           if (!nodes.has(v.addr)) {
             nodes.set(v.addr, {
               kind: 'td',
-              edges: v.td.link & LINK_T ? [] : [{ to: (v.td.link & LINK_PTR_MASK) >>> 0, via: 'link' }],
+              edges: v.td.link & LINK.bit.T ? [] : [{ to: (v.td.link & LINK.bit.PTR) >>> 0, via: 'link' }],
               empty: false,
-              active: (v.td.ctrl & TDC_ACTIVE) !== 0,
+              active: (v.td.ctrl & TD_CTRL.bit.ACTIVE) !== 0,
             });
           }
           break;

@@ -9,7 +9,9 @@
 import type { TraceHeader, TraceSummary } from '../trace/format.js';
 import type { TraceSource } from '../trace/reader.js';
 import { AnomalyDetector, type Anomaly, type AnomalyOptions } from './anomalies.js';
-import { COMPLETED_RESULTS, decodeTrace, type BoundaryEvent, type DecoderSink, type FrameRecord } from './trace-decoder.js';
+import { COMPLETED_RESULTS, type BoundaryEvent, type DecoderSink, type FrameRecord } from './decoded-trace.js';
+import { REG } from '../uhci/registers.js';
+import { decodeTrace } from './trace-decoder.js';
 import { DeviceBook, TransferAssembler, transactionOf, type Urb } from './transfers.js';
 import type { EndpointInfo } from './usb-requests.js';
 
@@ -21,6 +23,8 @@ export interface InspectOptions {
   anomalies?: Partial<AnomalyOptions>;
   /** Keep the transfers (for pcap export). Default true. */
   transfers?: boolean;
+  /** Entries per remembered collection of the decoder and the anomaly checks (default DEFAULT_MEMORY_CAP). */
+  memoryCap?: number;
 }
 
 export type TimelineEntry =
@@ -47,7 +51,8 @@ export interface Inspection {
   anomalies: Anomaly[];
   urbs: Urb[];
   devices: DeviceSummary[];
-  stats: { busyFrames: number; idleFrames: number; transfers: number };
+  /** `dropped`: entries the decoder and the anomaly checks forgot at their memory cap (0: nothing). */
+  stats: { busyFrames: number; idleFrames: number; transfers: number; dropped: number };
 }
 
 /** Reads a guest makes over and over (polling): folded into idle stretches. */
@@ -56,7 +61,7 @@ class QuietReads {
   quiet(e: BoundaryEvent): boolean {
     if (e.kind === 'activity') return true;
     if (e.kind !== 'io' || e.write) return false;
-    if (e.offset === 6) return true; // FRNUM moves every frame; reading it is routine
+    if (e.offset === REG.FRNUM) return true; // FRNUM moves every frame; reading it is routine
     const k = e.offset * 8 + e.size;
     const same = this.last.get(k) === e.value;
     this.last.set(k, e.value);
@@ -106,7 +111,7 @@ export class InspectionBuilder implements DecoderSink {
   private readonly keepUrbs: boolean;
   private readonly window: TimelineWindow | null;
   private readonly quiet = new QuietReads();
-  private decoder: { haltEpoch: number } | null = null;
+  private decoder: { readonly haltEpoch: number; readonly dropped: number } | null = null;
   private frameUrbs: Urb[] = [];
   /** Entries before `head` have left the window (dropped in batches). */
   private timeline: TimelineEntry[] = [];
@@ -123,7 +128,7 @@ export class InspectionBuilder implements DecoderSink {
     this.to = opts.to ?? Number.MAX_SAFE_INTEGER;
     this.keepUrbs = opts.transfers ?? true;
     this.window = opts.window ?? null;
-    this.detector = new AnomalyDetector(this.book, () => this.decoder?.haltEpoch ?? 0, opts.anomalies);
+    this.detector = new AnomalyDetector(this.book, () => this.decoder?.haltEpoch ?? 0, opts.anomalies, opts.memoryCap);
     const onUrb = opts.onUrb;
     this.assembler = new TransferAssembler(this.book, (u) => {
       this.detector.urb(u);
@@ -134,8 +139,12 @@ export class InspectionBuilder implements DecoderSink {
   }
 
   /** The decoder feeding this builder (its halt epoch is read while decoding). */
-  attach(decoder: { haltEpoch: number }): void {
+  attach(decoder: { readonly haltEpoch: number; readonly dropped: number }): void {
     this.decoder = decoder;
+  }
+
+  private get dropped(): number {
+    return (this.decoder?.dropped ?? 0) + this.detector.dropped;
   }
 
   private inRange(frame: number): boolean {
@@ -237,7 +246,7 @@ export class InspectionBuilder implements DecoderSink {
       anomalies: this.detector.list().filter((a) => this.inRange(a.frame)),
       urbs,
       devices: this.devices(),
-      stats: { busyFrames: this.busyFrames, idleFrames: this.idleFrames, transfers: urbs.length },
+      stats: { busyFrames: this.busyFrames, idleFrames: this.idleFrames, transfers: urbs.length, dropped: this.dropped },
     };
   }
 
@@ -275,14 +284,14 @@ export class InspectionBuilder implements DecoderSink {
       anomalies: this.detector.list(),
       urbs,
       devices: this.devices(),
-      stats: { busyFrames, idleFrames, transfers: urbs.length },
+      stats: { busyFrames, idleFrames, transfers: urbs.length, dropped: this.dropped },
     };
   }
 }
 
 export async function inspectTrace(source: TraceSource, opts: InspectOptions = {}): Promise<Inspection> {
   const builder = new InspectionBuilder(opts);
-  const decoded = await decodeTrace(source, builder, (d) => builder.attach(d));
+  const decoded = await decodeTrace(source, builder, (d) => builder.attach(d), opts.memoryCap);
   return {
     header: decoded.header,
     summary: decoded.summary,

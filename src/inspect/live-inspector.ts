@@ -9,7 +9,9 @@
  * the decoder and the anomaly checks remember is per address (4 KiB pages of
  * guest memory the controller touched, as the recorder itself keeps; TDs and
  * QHs seen; anomalies folded by kind and address), so it grows with what the
- * guest's schedule touches, not with run time.
+ * guest's schedule touches, not with run time, and is capped (`memoryCap`
+ * entries per collection, bounded.ts; what is forgotten is counted in the
+ * inspection's `stats.dropped`).
  *
  * Decoding is not done on the vCPU's path: event lines are queued and
  * decoded on the next turn of the event loop (at once when 4096 are queued,
@@ -36,6 +38,8 @@ export interface LiveInspectorOptions {
   /** Timeline entries and transfers kept at most (default 4 × frames). */
   maxEntries?: number;
   anomalies?: Partial<AnomalyOptions>;
+  /** Entries per remembered collection of the decoder and the anomaly checks (default DEFAULT_MEMORY_CAP). */
+  memoryCap?: number;
   /** Every transfer as it completes (a streaming pcap writer). */
   onUrb?: (u: Urb) => void;
   /** The header, once recording starts (its `created` is wall time of clock 0). */
@@ -76,8 +80,8 @@ export class LiveInspector implements RecordingObserver {
     this.frames = opts.frames ?? DEFAULT_LIVE_FRAMES;
     if (!Number.isInteger(this.frames) || this.frames < 1) throw new RangeError(`live inspection window must be at least 1 frame (got ${this.frames})`);
     const maxEntries = opts.maxEntries ?? 4 * this.frames;
-    this.builder = new InspectionBuilder({ window: { frames: this.frames, maxEntries }, anomalies: opts.anomalies, onUrb: opts.onUrb });
-    this.decoder = new TraceDecoder(this.builder);
+    this.builder = new InspectionBuilder({ window: { frames: this.frames, maxEntries }, anomalies: opts.anomalies, memoryCap: opts.memoryCap, onUrb: opts.onUrb });
+    this.decoder = new TraceDecoder(this.builder, opts.memoryCap);
     this.builder.attach(this.decoder);
     recorder.observe(this);
   }

@@ -4,11 +4,11 @@
  * anomaly report, optionally with ANSI colour.
  */
 import { TD_CTRL, formatLink, pidName, tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, ctrlActualLength } from '../uhci/descriptors.js';
-import { PORTSC, USBCMD, USBINTR, USBSTS } from '../uhci/registers.js';
+import { FRNUM, PORTSC, REG, USBCMD, USBINTR, USBSTS, frameListIndex } from '../uhci/registers.js';
 import { PID_SETUP } from '../usb/packet.js';
 import type { Anomaly } from './anomalies.js';
 import type { DeviceSummary, Inspection, TimelineEntry } from './inspector.js';
-import type { BoundaryEvent, FrameRecord, TdVisit, WalkStep } from './trace-decoder.js';
+import type { BoundaryEvent, FrameRecord, TdVisit, WalkStep } from './decoded-trace.js';
 import type { Urb } from './transfers.js';
 import { decodeSetup, formatSetup, requestName } from './usb-requests.js';
 
@@ -36,27 +36,24 @@ export function hexBytes(b: Uint8Array, max = 32): string {
   return parts.join(' ') + (b.length > max ? ` … (${b.length} bytes)` : '');
 }
 
-const REG_NAMES: Record<number, string> = { 0: 'USBCMD', 2: 'USBSTS', 4: 'USBINTR', 6: 'FRNUM', 8: 'FLBASEADD', 10: 'FLBASEADD+2', 12: 'SOFMOD', 16: 'PORTSC1', 18: 'PORTSC2' };
+const REG_NAMES: Record<number, string> = { ...Object.fromEntries(Object.entries(REG).map(([name, offset]) => [offset, name])), [REG.FLBASEADD + 2]: 'FLBASEADD+2' };
+/** Registers printed field by field from their declarations (registers.ts). */
+const REG_LAYOUTS: Record<number, { format(word: number): string }> = {
+  [REG.USBCMD]: USBCMD,
+  [REG.USBSTS]: USBSTS,
+  [REG.USBINTR]: USBINTR,
+  [REG.PORTSC1]: PORTSC,
+  [REG.PORTSC2]: PORTSC,
+};
 
 /** Name and decoded value of a register access (UHCI DG §2.1). */
 export function describeRegister(offset: number, size: number, value: number): string {
   const name = REG_NAMES[offset] ?? `reg ${hex(offset, 2)}`;
   const v = hex(value, size * 2);
-  switch (offset) {
-    case 0:
-      return `${name} = ${v} ${USBCMD.format(value & 0xffff)}`;
-    case 2:
-      return `${name} = ${v} ${USBSTS.format(value & 0xffff)}`;
-    case 4:
-      return `${name} = ${v} ${USBINTR.format(value & 0xffff)}`;
-    case 6:
-      return `${name} = ${v} (frame ${value & 0x7ff}, list index ${value & 0x3ff})`;
-    case 16:
-    case 18:
-      return `${name} = ${v} ${PORTSC.format(value & 0xffff)}`;
-    default:
-      return `${name} = ${v}`;
-  }
+  const layout = REG_LAYOUTS[offset];
+  if (layout) return `${name} = ${v} ${layout.format(value & 0xffff)}`;
+  if (offset === REG.FRNUM) return `${name} = ${v} (frame ${FRNUM.get(value, 'FN')}, list index ${frameListIndex(value)})`;
+  return `${name} = ${v}`;
 }
 
 const CONFIG_NAMES: Record<number, string> = { 0: 'vendor/device ID', 2: 'device ID', 4: 'command', 6: 'status', 8: 'revision/class', 0x0c: 'cache line/latency/header', 0x20: 'BAR4', 0x2c: 'subsystem ID', 0x3c: 'interrupt line/pin', 0x60: 'SBRN', 0xc0: 'LEGSUP' };
@@ -105,7 +102,7 @@ export function describeVisit(v: TdVisit): string {
     `TD@${hex(v.addr)} ${pidName(pid)} dev ${tokenDevAddr(t.token)} ep ${tokenEndpoint(t.token)} D${tokenToggle(t.token)} maxlen ${tokenMaxLen(t.token)}`,
     `→ ${v.result}`,
   ];
-  if (v.ctrlAfter !== null && !(v.ctrlAfter & (1 << 23))) parts.push(`actlen ${ctrlActualLength(v.ctrlAfter)}`);
+  if (v.ctrlAfter !== null && !(v.ctrlAfter & TD_CTRL.bit.ACTIVE)) parts.push(`actlen ${ctrlActualLength(v.ctrlAfter)}`);
   parts.push(TD_CTRL.format(after).replace('TD.ctrl', 'ctrl'));
   parts.push(`link ${formatLink(t.link)}`);
   if (v.elementAdvance !== null) parts.push(`(QH element → ${formatLink(v.elementAdvance)})`);
@@ -241,6 +238,7 @@ export function formatInspection(r: Inspection, st: Style = PLAIN, name = 'trace
       ? `frame ${r.range.from} is past the end of the trace`
       : `showing frames ${r.range.from}..${r.range.to}: ${r.stats.busyFrames} with activity, ${r.stats.idleFrames} idle, ${r.stats.transfers} transfers`;
   out.push(`${r.events} events, ${r.frames} frames, ${ms(r.summary.endNs)}; ${range}`);
+  if (r.stats.dropped) out.push(st.alert(`note: ${r.stats.dropped} remembered TD/QH/page entries dropped at the inspector's memory cap; checks about the oldest addresses may be incomplete`));
   for (const d of r.devices) out.push('device ' + describeDevice(d));
   out.push('');
   for (const e of r.timeline) out.push(...entryLines(e, st));

@@ -20,170 +20,21 @@
  *    element (qh + 4) and IN data at the TD's buffer.
  */
 import { ShadowMemory } from '../trace/shadow-memory.js';
-import { INPUT_KINDS, OUTPUT_KINDS, TraceFormatError, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity, type TraceHeader, type TraceSummary } from '../trace/format.js';
+import { INPUT_KINDS, OUTPUT_KINDS, corruptTrace as corrupt, fromHex, traceNumber as num, isInputKind, type DeviceIdentity } from '../trace/format.js';
 import { readTrace, type TraceSource } from '../trace/reader.js';
-import {
-  LINK_PTR_MASK,
-  LINK_Q,
-  LINK_T,
-  TDC_ACTIVE,
-  TDC_BABBLE,
-  TDC_BITSTUFF,
-  TDC_CRCTO,
-  TDC_DBE,
-  TDC_IOC,
-  TDC_NAK,
-  TDC_SPD,
-  TDC_STALLED,
-  ctrlActualLength,
-  decodeTd,
-  tokenMaxLen,
-  tokenPid,
-  type Td,
-} from '../uhci/descriptors.js';
-import { REG } from '../uhci/registers.js';
+import { LINK, TD_CTRL, decodeTd, tokenMaxLen, tokenPid } from '../uhci/descriptors.js';
+import { MAX_TD_LENGTH, tokenProblem } from '../uhci/td-status.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../usb/packet.js';
-
-/** What became of a TD the walk fetched, as the trace shows it. */
-export type TdResult =
-  /** Completed: ACK with the full length (or an OUT/SETUP). */
-  | 'ok'
-  /** Completed: IN with fewer bytes than MaxLen. */
-  | 'short'
-  | 'nak'
-  | 'stall'
-  | 'babble'
-  | 'crc-timeout'
-  | 'data-buffer-error'
-  | 'bitstuff'
-  /** CRC/timeout counted against C_ERR, the TD stays active for a retry. */
-  | 'retry'
-  /** Not active: the walk moved on. */
-  | 'inactive'
-  /** Handed to a device that answers later (async). */
-  | 'async'
-  /** The device is still working on it. */
-  | 'in-flight'
-  /** Fetched but not executed this frame (no bus time left, endpoint busy, or the walk was aborted). */
-  | 'not-run';
-
-export const COMPLETED_RESULTS: ReadonlySet<TdResult> = new Set<TdResult>(['ok', 'short', 'stall', 'babble', 'crc-timeout', 'data-buffer-error', 'bitstuff']);
-
-export interface TdVisit {
-  addr: number;
-  /** The TD as fetched. */
-  td: Td;
-  /** The walk fetched this TD before and now got other bytes: the guest rewrote it since. */
-  changed: boolean;
-  /** What the trace knew at that address before (all zeros if never seen); set when `changed`. */
-  previous: Td | null;
-  /** QH whose queue (element chain) holds the TD, or -1 (linked from the frame list or a horizontal link). */
-  via: number;
-  /** Control/status dword the model wrote back, or null. */
-  ctrlAfter: number | null;
-  result: TdResult;
-  /** Root port (0-based) of the device that got the packet, when one did. */
-  port: number | null;
-  /** OUT/SETUP data sent. */
-  out: Uint8Array | null;
-  /** IN data received (written to the buffer). */
-  in: Uint8Array | null;
-  /** New QH element pointer written after the TD completed. */
-  elementAdvance: number | null;
-  /** First time (ns) / frame the walk saw this TD active with this token (a "submission" time). */
-  activeSinceNs: number;
-  activeSinceFrame: number;
-}
-
-export type WalkStep =
-  | { kind: 'fl'; index: number; addr: number; link: number; changed: boolean }
-  | { kind: 'qh'; addr: number; head: number; element: number; changed: boolean }
-  | { kind: 'td'; visit: TdVisit }
-  | {
-      kind: 'fault';
-      addr: number;
-      length: number;
-      write: boolean;
-      what: 'frame list entry' | 'QH' | 'TD' | 'data buffer' | 'memory';
-      from: number;
-      /** The page was accessed without a fault earlier in the trace: the mapping went away (teardown, unplugged RAM), not a bad pointer. */
-      wasMapped: boolean;
-    }
-  | { kind: 'mem'; addr: number; length: number; write: boolean; hex: string }
-  | { kind: 'cancel'; port: number; asyncId: number };
-
-export interface FrameRecord {
-  /** 1-based count of frames the controller processed since the trace began. */
-  serial: number;
-  /** FRNUM (11 bits) of the frame. */
-  frnum: number;
-  tNs: number;
-  /** 1-based event line the frame ran in. */
-  event: number;
-  steps: WalkStep[];
-  /** INTx edge at the end of the frame (null: none). */
-  irq: 0 | 1 | null;
-  /** End-of-frame interrupt causes (UHCI DG §2.1.2): IOC, short packet, error. */
-  ioc: boolean;
-  spd: boolean;
-  error: boolean;
-  /** Something happened (not only NAKs / inactive TDs / unchanged links). */
-  busy: boolean;
-}
-
-interface EventBase {
-  tNs: number;
-  event: number;
-  /** Frames processed before this event (the serial of the last frame). */
-  frame: number;
-}
-
-export type BoundaryEvent = EventBase &
-  (
-    | { kind: 'io'; write: boolean; offset: number; size: number; value: number; claimed: boolean }
-    | { kind: 'config'; write: boolean; offset: number; size: number; value: number }
-    | { kind: 'attach'; port: number; identity: DeviceIdentity }
-    | { kind: 'detach'; port: number; hadDevice: boolean }
-    | { kind: 'pci-reset' }
-    | { kind: 'save' }
-    | { kind: 'load' }
-    | { kind: 'complete'; port: number; asyncId: number; status: string; actualLength: number; data: string }
-    | { kind: 'wakeup'; port: number }
-    | { kind: 'activity'; port: number }
-    | { kind: 'device-reset'; port: number; address: number }
-    | { kind: 'cancel'; port: number; asyncId: number }
-    | { kind: 'irq'; level: 0 | 1 }
-    | { kind: 'io-window'; base: number | null }
-    | { kind: 'orphan' }
-  );
-
-export interface DecoderSink {
-  frame(f: FrameRecord): void;
-  event(e: BoundaryEvent): void;
-}
-
-/** Register state mirrored from the guest's accesses. */
-export interface RegisterMirror {
-  cmd: number;
-  /** Last USBSTS value the guest read. */
-  status: number;
-  intr: number;
-  frnum: number;
-  flBase: number;
-  ioBase: number | null;
-  irq: 0 | 1;
-}
-
-const CMD_HCRESET = 1 << 1;
-const CMD_GRESET = 1 << 2;
-const CMD_RS = 1;
+import { BoundedMap, BoundedSet, DEFAULT_MEMORY_CAP, DropCounter } from './bounded.js';
+import type { BoundaryEvent, DecodedTrace, DecoderSink, EventBase, FrameRecord, TdVisit, WalkStep } from './decoded-trace.js';
+import { RegisterMirror, type MirroredState } from './register-mirror.js';
+import { writeBackResult } from './td-outcome.js';
 
 function le32(b: Uint8Array, o: number): number {
   return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 }
 
 type Rec = unknown[];
-
 
 interface WordRun {
   addr: number;
@@ -196,7 +47,10 @@ interface WordRun {
 /** Streams one trace through a DecoderSink. */
 export class TraceDecoder {
   readonly shadow = new ShadowMemory();
-  readonly regs: RegisterMirror = { cmd: 0, status: 0x20, intr: 0, frnum: 0, flBase: 0, ioBase: null, irq: 0 };
+  readonly regs = new RegisterMirror((reset) => {
+    if (reset) this.asyncByTd.clear();
+    this.haltEpoch++;
+  });
   /** Frames processed so far. */
   frames = 0;
   tNs = 0;
@@ -211,16 +65,35 @@ export class TraceDecoder {
   private expectTd: number | null = null;
   private lastNode = -1;
   private run: WordRun | null = null;
-  private readonly activeSince = new Map<number, { token: number; ns: number; frame: number }>();
+  /**
+   * What the decoder remembers per guest address is bounded (a hostile
+   * guest can touch millions of them): each collection keeps at most
+   * `memoryCap` entries and forgets the oldest, counted in `dropped`.
+   */
+  private readonly drops = new DropCounter();
+  private readonly activeSince: BoundedMap<number, { token: number; ns: number; frame: number }>;
   /** 4 KiB pages of guest memory accessed without a fault. */
-  private readonly mappedPages = new Set<number>();
+  private readonly mappedPages: BoundedSet<number>;
   /** Frame list entries, QHs and TDs the walk has fetched before (a first fetch is not a change). */
-  private readonly seen = new Set<number>();
+  private readonly seen: BoundedSet<number>;
   /** Async packets by TD address: port, id, OUT data. */
-  private readonly asyncByTd = new Map<number, { port: number; id: number; out: Uint8Array | null }>();
+  private readonly asyncByTd: BoundedMap<number, { port: number; id: number; out: Uint8Array | null }>;
   private effects: BoundaryEvent[] = [];
 
-  constructor(private readonly sink: DecoderSink) {}
+  constructor(
+    private readonly sink: DecoderSink,
+    memoryCap = DEFAULT_MEMORY_CAP,
+  ) {
+    this.activeSince = new BoundedMap(memoryCap, this.drops);
+    this.mappedPages = new BoundedSet(memoryCap, this.drops);
+    this.seen = new BoundedSet(memoryCap, this.drops);
+    this.asyncByTd = new BoundedMap(memoryCap, this.drops);
+  }
+
+  /** Entries forgotten at the memory cap so far (0: the decoder remembers everything it saw). */
+  get dropped(): number {
+    return this.drops.dropped;
+  }
 
   // ------------------------------------------------------------ events
 
@@ -271,8 +144,8 @@ export class TraceDecoder {
         const offset = absolute ? (base === null ? -1 : where - base) : where & 0x1f;
         const value = write ? num(rec[4], 'value') : typeof result === 'number' ? result : 0;
         if (!claimed || offset < 0 || offset >= 0x20) return null;
-        if (write) this.registerWrite(offset, size, value);
-        else this.registerRead(offset, size, value);
+        if (write) this.regs.write(offset, size, value);
+        else this.regs.read(offset, size, value);
         return { ...b, kind: 'io', write, offset, size, value, claimed };
       }
       case INPUT_KINDS.attach: {
@@ -284,7 +157,7 @@ export class TraceDecoder {
         ev = { ...b, kind: 'detach', port: num(rec[2], 'port'), hadDevice: result === true };
         break;
       case INPUT_KINDS.reset:
-        this.resetMirror();
+        this.regs.reset();
         this.regs.ioBase = null;
         ev = { ...b, kind: 'pci-reset' };
         break;
@@ -292,15 +165,8 @@ export class TraceDecoder {
         ev = { ...b, kind: 'save' };
         break;
       case INPUT_KINDS.load: {
-        const st = rec[2] as { controller?: Partial<{ cmd: number; intr: number; frnum: number; flBase: number; status: number }> } | null;
-        const c = st?.controller;
-        if (c) {
-          this.regs.cmd = c.cmd ?? this.regs.cmd;
-          this.regs.intr = c.intr ?? this.regs.intr;
-          this.regs.frnum = c.frnum ?? this.regs.frnum;
-          this.regs.flBase = c.flBase ?? this.regs.flBase;
-          this.regs.status = c.status ?? this.regs.status;
-        }
+        const st = rec[2] as { controller?: MirroredState } | null;
+        if (st?.controller) this.regs.load(st.controller);
         this.asyncByTd.clear();
         this.haltEpoch++;
         ev = { ...b, kind: 'load' };
@@ -329,66 +195,6 @@ export class TraceDecoder {
     }
     this.items(items);
     return ev;
-  }
-
-  private resetMirror(): void {
-    this.regs.cmd = 0;
-    this.regs.status = 0x20;
-    this.regs.intr = 0;
-    this.regs.flBase = 0;
-    this.asyncByTd.clear();
-    this.haltEpoch++;
-  }
-
-  /** A guest register write, split into 16-bit pieces as the controller does (controller.ts ioWrite). */
-  private registerWrite(offset: number, size: number, value: number): void {
-    let done = 0;
-    while (done < size) {
-      const off = offset + done;
-      let len = size - done >= 4 ? 4 : size - done >= 2 ? 2 : 1;
-      const align = off & -off;
-      if (align !== 0 && align < len) len = align;
-      const piece = len === 4 ? value >>> 0 : (value >>> (done * 8)) & (len === 1 ? 0xff : 0xffff);
-      if (len === 4) {
-        this.writeWord(off, piece & 0xffff);
-        this.writeWord(off + 2, piece >>> 16);
-      } else this.writeWord(off, piece);
-      done += len;
-    }
-  }
-
-  private writeWord(off: number, v: number): void {
-    const r = this.regs;
-    switch (off) {
-      case REG.USBCMD:
-        if (v & (CMD_HCRESET | CMD_GRESET)) {
-          this.resetMirror();
-          return;
-        }
-        if ((r.cmd & CMD_RS) && !(v & CMD_RS)) this.haltEpoch++;
-        r.cmd = v;
-        return;
-      case REG.USBSTS:
-        r.status &= ~v;
-        return;
-      case REG.USBINTR:
-        r.intr = v;
-        return;
-      case REG.FRNUM:
-        r.frnum = v & 0x7ff;
-        return;
-      case REG.FLBASEADD:
-        r.flBase = ((r.flBase & 0xffff0000) | (v & 0xf000)) >>> 0;
-        return;
-      case REG.FLBASEADD + 2:
-        r.flBase = ((r.flBase & 0xffff) | (v << 16)) >>> 0;
-        return;
-    }
-  }
-
-  private registerRead(offset: number, size: number, value: number): void {
-    if (offset === REG.USBSTS) this.regs.status = value & 0xffff;
-    if (offset === REG.FRNUM && size >= 2) this.regs.frnum = value & 0x7ff;
   }
 
   // ------------------------------------------------------------- items
@@ -489,11 +295,6 @@ export class TraceDecoder {
 
   // -------------------------------------------------------- the walk
 
-  private inFrameList(addr: number, len: number): boolean {
-    const fl = this.regs.flBase;
-    return len === 4 && addr >= fl && addr < fl + 4096 && (addr & 3) === 0;
-  }
-
   private read(addr: number, bytes: Uint8Array, changed: boolean, previous: Uint8Array | null): void {
     const len = bytes.length;
     this.mappedPages.add(Math.floor(addr / 4096));
@@ -505,7 +306,7 @@ export class TraceDecoder {
       return;
     }
     this.expectData = null;
-    if (this.inFrameList(addr, len) && !this.continuesRun(addr)) {
+    if (this.regs.inFrameList(addr, len) && !this.continuesRun(addr)) {
       this.flushRun();
       this.startFrame(addr);
       const link = le32(bytes, 0);
@@ -572,16 +373,8 @@ export class TraceDecoder {
   private startFrame(flAddr: number): void {
     this.closeFrame();
     this.frames++;
-    const r = this.regs;
-    if (flAddr >= 0) {
-      const idx = (flAddr - r.flBase) >> 2;
-      if ((r.frnum & 0x3ff) !== idx) {
-        let f = (r.frnum & 0x400) | idx;
-        if (f < r.frnum) f = (f + 0x400) & 0x7ff;
-        r.frnum = f;
-      }
-    }
-    this.frame = { serial: this.frames, frnum: r.frnum, tNs: this.tNs, event: this.eventNo, steps: [], irq: null, ioc: false, spd: false, error: false, busy: false };
+    if (flAddr >= 0) this.regs.startFrame(flAddr);
+    this.frame = { serial: this.frames, frnum: this.regs.frnum, tNs: this.tNs, event: this.eventNo, steps: [], irq: null, ioc: false, spd: false, error: false, busy: false };
     this.qhCtx = null;
     this.expectTd = null;
     this.td = null;
@@ -593,7 +386,7 @@ export class TraceDecoder {
     if (!f) return;
     this.finishTd();
     this.frame = null;
-    this.regs.frnum = (this.regs.frnum + 1) & 0x7ff;
+    this.regs.endFrame();
     this.sink.frame(f);
   }
 
@@ -604,12 +397,12 @@ export class TraceDecoder {
     this.step({ kind: 'qh', addr, head, element, changed });
     if (changed) this.frame!.busy = true;
     this.lastNode = addr;
-    if (element & (LINK_T | LINK_Q)) {
+    if (element & (LINK.bit.T | LINK.bit.Q)) {
       this.qhCtx = null;
       this.expectTd = null;
     } else {
       this.qhCtx = { addr, head };
-      this.expectTd = (element & LINK_PTR_MASK) >>> 0;
+      this.expectTd = (element & LINK.bit.PTR) >>> 0;
     }
   }
 
@@ -621,7 +414,7 @@ export class TraceDecoder {
     const changed = changedBytes && !fresh;
     const via = this.qhCtx && this.expectTd === addr ? this.qhCtx.addr : -1;
     let since = this.activeSince.get(addr);
-    if (td.ctrl & TDC_ACTIVE) {
+    if (td.ctrl & TD_CTRL.bit.ACTIVE) {
       if (!since || since.token !== td.token || changed) {
         since = { token: td.token, ns: this.tNs, frame: this.frames };
         this.activeSince.set(addr, since);
@@ -644,12 +437,12 @@ export class TraceDecoder {
     };
     this.step({ kind: 'td', visit });
     // Work the guest just queued (a new or rewritten active TD) is worth showing.
-    if ((changed || fresh) && td.ctrl & TDC_ACTIVE) this.frame!.busy = true;
+    if ((changed || fresh) && td.ctrl & TD_CTRL.bit.ACTIVE) this.frame!.busy = true;
     this.td = visit;
     this.lastNode = addr;
     const pid = tokenPid(td.token);
     const maxLen = tokenMaxLen(td.token);
-    if (td.ctrl & TDC_ACTIVE && (pid === PID_OUT || pid === PID_SETUP) && maxLen > 0 && maxLen <= 0x500 && !this.asyncByTd.has(addr)) {
+    if (td.ctrl & TD_CTRL.bit.ACTIVE && (pid === PID_OUT || pid === PID_SETUP) && maxLen > 0 && maxLen <= MAX_TD_LENGTH && !this.asyncByTd.has(addr)) {
       this.expectData = { addr: td.buffer >>> 0, len: maxLen };
     }
   }
@@ -665,13 +458,13 @@ export class TraceDecoder {
     this.mappedPages.add(page);
     if (v && addr === v.addr + 4 && bytes.length === 4) {
       v.ctrlAfter = le32(bytes, 0);
-      if (f) f.busy ||= !(v.ctrlAfter & TDC_ACTIVE) || (v.ctrlAfter & ~TDC_NAK) !== (v.td.ctrl & ~TDC_NAK);
+      if (f) f.busy ||= !(v.ctrlAfter & TD_CTRL.bit.ACTIVE) || (v.ctrlAfter & ~TD_CTRL.bit.NAK) !== (v.td.ctrl & ~TD_CTRL.bit.NAK);
       return;
     }
     if (bytes.length === 4 && this.qhCtx && addr === this.qhCtx.addr + 4) {
       const e = le32(bytes, 0);
       if (v) v.elementAdvance = e;
-      this.expectTd = e & (LINK_T | LINK_Q) ? null : (e & LINK_PTR_MASK) >>> 0;
+      this.expectTd = e & (LINK.bit.T | LINK.bit.Q) ? null : (e & LINK.bit.PTR) >>> 0;
       if (f) f.busy = true;
       return;
     }
@@ -684,7 +477,7 @@ export class TraceDecoder {
   }
 
   private readFault(addr: number, len: number): void {
-    const what: 'frame list entry' | 'QH' | 'TD' | 'data buffer' | 'memory' = this.inFrameList(addr, len)
+    const what: 'frame list entry' | 'QH' | 'TD' | 'data buffer' | 'memory' = this.regs.inFrameList(addr, len)
       ? 'frame list entry'
       : this.expectData && addr === this.expectData.addr
         ? 'data buffer'
@@ -725,10 +518,10 @@ export class TraceDecoder {
     const f = this.frame;
     const before = v.td.ctrl;
     const pending = this.asyncByTd.get(v.addr);
-    if (!(before & TDC_ACTIVE)) {
+    if (!(before & TD_CTRL.bit.ACTIVE)) {
       v.result = 'inactive';
       // An inactive TD with IOC still requests the interrupt (QEMU; schedule.ts handleTd).
-      if (before & TDC_IOC && f) f.ioc = true;
+      if (before & TD_CTRL.bit.IOC && f) f.ioc = true;
       return;
     }
     const after = v.ctrlAfter;
@@ -741,7 +534,7 @@ export class TraceDecoder {
       } else {
         v.result = 'not-run';
         // An invalid TD stops the controller with HC Process Error (schedule.ts handleTd), which interrupts.
-        if (f && invalidTdReason(v.td) !== null) f.error = true;
+        if (f && tokenProblem(v.td.token) !== null) f.error = true;
       }
       return;
     }
@@ -749,54 +542,23 @@ export class TraceDecoder {
       if (v.port === null) v.port = pending.port;
       if (!v.out) v.out = pending.out;
     }
-    if (after & TDC_ACTIVE) {
-      if (after & TDC_CRCTO && !(before & TDC_CRCTO && (after & 0x18000000) === (before & 0x18000000))) v.result = 'retry';
-      else v.result = 'nak';
-      return;
-    }
+    v.result = writeBackResult(before, after, v.td.token);
+    if (after & TD_CTRL.bit.ACTIVE) return;
     this.asyncByTd.delete(v.addr);
     this.activeSince.delete(v.addr);
-    if (after & TDC_BABBLE) v.result = 'babble';
-    else if (after & TDC_STALLED) v.result = 'stall';
-    else if (after & TDC_CRCTO) v.result = 'crc-timeout';
-    else if (after & TDC_DBE) v.result = 'data-buffer-error';
-    else if (after & TDC_BITSTUFF) v.result = 'bitstuff';
-    else {
-      const short = tokenPid(v.td.token) === PID_IN && ctrlActualLength(after) < tokenMaxLen(v.td.token);
-      v.result = short ? 'short' : 'ok';
-      if (short && after & TDC_SPD && f) f.spd = true;
-    }
+    if (v.result === 'short' && after & TD_CTRL.bit.SPD && f) f.spd = true;
     if (f) {
-      if (after & TDC_IOC) f.ioc = true;
+      if (after & TD_CTRL.bit.IOC) f.ioc = true;
       if (v.result !== 'ok' && v.result !== 'short') f.error = true;
     }
   }
 }
 
-export interface DecodedTrace {
-  header: TraceHeader;
-  summary: TraceSummary;
-  events: number;
-  frames: number;
-}
 
 /** Decode a whole trace file (or its bytes) into `sink`. Throws TraceFormatError for unusable files. */
-export async function decodeTrace(source: TraceSource, sink: DecoderSink, onDecoder?: (d: TraceDecoder) => void): Promise<DecodedTrace> {
-  const dec = new TraceDecoder(sink);
+export async function decodeTrace(source: TraceSource, sink: DecoderSink, onDecoder?: (d: TraceDecoder) => void, memoryCap?: number): Promise<DecodedTrace> {
+  const dec = new TraceDecoder(sink, memoryCap);
   onDecoder?.(dec);
   const r = await readTrace(source, { event: (rec) => dec.event(rec) });
   return { ...r, frames: dec.frames };
-}
-
-/**
- * Why an active TD is invalid (the model raises HC Process Error and halts):
- * a PID other than IN/OUT/SETUP, MaxLen above 1280 (UHCI DG §3.2.3), or a
- * SETUP to an endpoint other than 0 (schedule.ts, as QEMU 7.2.21+). Null if valid.
- */
-export function invalidTdReason(td: Td): string | null {
-  const pid = tokenPid(td.token);
-  if (pid !== PID_IN && pid !== PID_OUT && pid !== PID_SETUP) return `invalid PID 0x${pid.toString(16)}`;
-  if (tokenMaxLen(td.token) > 0x500) return `invalid MaxLen ${tokenMaxLen(td.token)} (more than 1280)`;
-  if (pid === PID_SETUP && ((td.token >>> 15) & 0xf) !== 0) return `SETUP to endpoint ${(td.token >>> 15) & 0xf}`;
-  return null;
 }

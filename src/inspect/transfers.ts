@@ -6,15 +6,14 @@
  * descriptor, endpoint descriptors in the configuration) is kept in a
  * DeviceBook, per root port.
  */
-import { TDC_IOS, TDC_LS, tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle } from '../uhci/descriptors.js';
+import { tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, TD_CTRL } from '../uhci/descriptors.js';
 import { PID_IN, PID_SETUP } from '../usb/packet.js';
-import type { TdResult, TdVisit } from './trace-decoder.js';
+import { REQ_GET_DESCRIPTOR, REQ_SET_ADDRESS } from '../usb/requests.js';
+import type { TdResult, TdVisit } from './decoded-trace.js';
 import {
   DT_CONFIG,
   DT_DEVICE,
   ERRNO,
-  REQ_GET_DESCRIPTOR,
-  REQ_SET_ADDRESS,
   decodeSetup,
   parseConfigEndpoints,
   type EndpointInfo,
@@ -58,8 +57,8 @@ export function transactionOf(v: TdVisit, frame: number, tNs: number): Transacti
     maxLen: tokenMaxLen(t.token),
     data: (pid === PID_IN ? v.in : v.out) ?? new Uint8Array(0),
     result: v.result,
-    iso: (t.ctrl & TDC_IOS) !== 0,
-    lowSpeed: (t.ctrl & TDC_LS) !== 0,
+    iso: (t.ctrl & TD_CTRL.bit.IOS) !== 0,
+    lowSpeed: (t.ctrl & TD_CTRL.bit.LS) !== 0,
     td: v.addr,
   };
 }

@@ -5,6 +5,16 @@
  * requests) and the few descriptor fields the inspector learns from
  * (bMaxPacketSize0, endpoint descriptors).
  */
+import {
+  REQ_CLEAR_FEATURE,
+  REQ_GET_DESCRIPTOR,
+  REQ_SET_ADDRESS,
+  REQ_SET_CONFIGURATION,
+  REQ_SET_DESCRIPTOR,
+  REQ_SET_FEATURE,
+  REQ_SET_INTERFACE,
+  STANDARD_REQUEST_NAMES,
+} from '../usb/requests.js';
 
 export interface SetupPacket {
   bmRequestType: number;
@@ -24,21 +34,6 @@ export function decodeSetup(b: Uint8Array): SetupPacket | null {
     wLength: b[6]! | (b[7]! << 8),
   };
 }
-
-/** USB 2.0 Table 9-4. */
-const STANDARD_REQUESTS: Record<number, string> = {
-  0: 'GET_STATUS',
-  1: 'CLEAR_FEATURE',
-  3: 'SET_FEATURE',
-  5: 'SET_ADDRESS',
-  6: 'GET_DESCRIPTOR',
-  7: 'SET_DESCRIPTOR',
-  8: 'GET_CONFIGURATION',
-  9: 'SET_CONFIGURATION',
-  10: 'GET_INTERFACE',
-  11: 'SET_INTERFACE',
-  12: 'SYNCH_FRAME',
-};
 
 /** HID 1.11 §7.2 class requests. */
 const HID_REQUESTS: Record<number, string> = {
@@ -69,11 +64,6 @@ const DESCRIPTOR_TYPES: Record<number, string> = {
 /** USB 2.0 Table 9-6 feature selectors. */
 const FEATURES: Record<number, string> = { 0: 'ENDPOINT_HALT', 1: 'DEVICE_REMOTE_WAKEUP', 2: 'TEST_MODE' };
 
-export const REQ_CLEAR_FEATURE = 1;
-export const REQ_SET_ADDRESS = 5;
-export const REQ_GET_DESCRIPTOR = 6;
-export const REQ_SET_CONFIGURATION = 9;
-export const REQ_SET_INTERFACE = 11;
 export const DT_DEVICE = 1;
 export const DT_CONFIG = 2;
 
@@ -84,11 +74,11 @@ export function requestName(s: SetupPacket): string {
   const type = (s.bmRequestType >> 5) & 3;
   const recipient = s.bmRequestType & 0x1f;
   if (type === 0) {
-    const name = STANDARD_REQUESTS[s.bRequest];
+    const name = STANDARD_REQUEST_NAMES[s.bRequest];
     if (!name) return `standard request ${hex(s.bRequest, 2)}`;
     switch (s.bRequest) {
       case REQ_GET_DESCRIPTOR:
-      case 7: {
+      case REQ_SET_DESCRIPTOR: {
         const dt = s.wValue >> 8;
         const idx = s.wValue & 0xff;
         const dname = DESCRIPTOR_TYPES[dt] ?? `type ${hex(dt, 2)}`;
@@ -100,8 +90,8 @@ export function requestName(s: SetupPacket): string {
         return `${name}(${s.wValue})`;
       case REQ_SET_INTERFACE:
         return `${name}(if ${s.wIndex} alt ${s.wValue})`;
-      case 1:
-      case 3: {
+      case REQ_CLEAR_FEATURE:
+      case REQ_SET_FEATURE: {
         const f = FEATURES[s.wValue] ?? `feature ${s.wValue}`;
         return `${name}(${f}${recipient === 2 ? ` ep ${hex(s.wIndex & 0xff, 2)}` : ''})`;
       }

@@ -242,7 +242,6 @@ say scenario-done
 export const DOMU_ATTEMPTS = 3;
 
 export function dom0Scenario(o: Dom0ScenarioOptions): string {
-  const L = DOM0_LABDIR;
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   return `${dom0Prelude()}
 # Wait up to $2 s (dom0 uptime) for domain $1 to be gone; $3: a status command run every minute.

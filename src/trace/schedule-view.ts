@@ -3,15 +3,14 @@
  * UHCI DG §3) from whatever memory a trace knows, for divergence reports.
  */
 import {
-  LINK_PTR_MASK,
-  LINK_Q,
-  LINK_T,
   decodeQh,
   decodeTd,
   formatLink,
   formatQh,
   formatTd,
+  LINK,
 } from '../uhci/descriptors.js';
+import { frameListIndex } from '../uhci/registers.js';
 
 export interface ByteSource {
   bytes(addr: number, n: number): Uint8Array;
@@ -31,30 +30,30 @@ export function describeQh(mem: ByteSource, addr: number): string {
 
 /** Lines describing frame `frnum`'s schedule, at most `limit` QHs/TDs. */
 export function describeFrame(mem: ByteSource, flBase: number, frnum: number, limit = 16): string[] {
-  const index = frnum & 0x3ff;
+  const index = frameListIndex(frnum);
   const entry = (flBase & 0xfffff000) + index * 4;
   let link = le32(mem.bytes(entry, 4));
   const out = [`frame list[${index}] @0x${entry.toString(16)} -> ${formatLink(link)}`];
   const seen = new Set<number>();
   let shown = 0;
-  while (!(link & LINK_T)) {
+  while (!(link & LINK.bit.T)) {
     if (shown >= limit) {
       out.push('  ...');
       break;
     }
-    const addr = (link & LINK_PTR_MASK) >>> 0;
+    const addr = (link & LINK.bit.PTR) >>> 0;
     if (seen.has(addr)) {
       out.push(`  (back to ${formatLink(link)}: loop)`);
       break;
     }
     seen.add(addr);
-    if (link & LINK_Q) {
+    if (link & LINK.bit.Q) {
       const qh = decodeQh(mem.bytes(addr, 8));
       out.push('  ' + formatQh(addr, qh));
       shown++;
       let el = qh.element;
-      while (!(el & LINK_T) && !(el & LINK_Q) && shown < limit) {
-        const ta = (el & LINK_PTR_MASK) >>> 0;
+      while (!(el & LINK.bit.T) && !(el & LINK.bit.Q) && shown < limit) {
+        const ta = (el & LINK.bit.PTR) >>> 0;
         if (seen.has(ta)) break;
         seen.add(ta);
         const td = decodeTd(mem.bytes(ta, 16));

@@ -15,41 +15,14 @@ import type { IrqLine } from '../platform/irq.js';
 import { LogLimiter, type Logger, type LogLevel } from '../platform/logger.js';
 import { GuestMemoryFault, type GuestMemory } from '../platform/memory.js';
 import type { UsbDevice, UsbPacket } from '../usb/packet.js';
-import {
-  FRNUM_MASK,
-  NUM_PORTS,
-  REG,
-  SOFMOD_DEFAULT,
-  UNIMPLEMENTED_READ,
-  USBCMD,
-  USBSTS,
-} from './registers.js';
+import { FLBASEADD, FRNUM, NUM_PORTS, PORTSC, REG, SOFMOD, UNIMPLEMENTED_READ, USBCMD, USBINTR, USBSTS } from './registers.js';
+import { SAVED_REGISTERS, loadedPendingInt, loadedPort, loadedRegisters, type UhciControllerState } from './controller-state.js';
+import { splitRead, splitWrite } from './io-access.js';
 import { RootPort } from './root-port.js';
 import { ScheduleEngine } from './schedule.js';
 import { PENDING_IOC, PENDING_SPD, type ScheduleHost } from './schedule-host.js';
 import type { WireTimer } from './wire-timer.js';
 import { uhciWireTimer } from './timing.js';
-
-export const CMD_RS = 1 << 0;
-export const CMD_HCRESET = 1 << 1;
-export const CMD_GRESET = 1 << 2;
-export const CMD_EGSM = 1 << 3;
-export const CMD_FGR = 1 << 4;
-export const CMD_SWDBG = 1 << 5;
-export const CMD_CF = 1 << 6;
-export const CMD_MAXP = 1 << 7;
-
-export const STS_USBINT = 1 << 0;
-export const STS_USBERRINT = 1 << 1;
-export const STS_RD = 1 << 2;
-export const STS_HSE = 1 << 3;
-export const STS_HCPE = 1 << 4;
-export const STS_HCHALTED = 1 << 5;
-
-export const INTR_TOCRC = 1 << 0;
-export const INTR_RESUME = 1 << 1;
-export const INTR_IOC = 1 << 2;
-export const INTR_SP = 1 << 3;
 
 /** One frame is 1 ms (USB 2.0 §5.12.2 / UHCI DG §2.1.4). */
 export const FRAME_NS = 1_000_000;
@@ -89,31 +62,15 @@ export interface UhciControllerOptions {
   replayQuiescent?: boolean;
 }
 
-/** Plain, JSON-able snapshot of the controller (see saveState). */
-export interface UhciControllerState {
-  version: 1;
-  cmd: number;
-  status: number;
-  status2: number;
-  intr: number;
-  frnum: number;
-  flBase: number;
-  sofmod: number;
-  ports: number[];
-  pendingInt: number;
-  /** ns until the current frame ends (running only). */
-  frameRemainingNs: number | null;
-}
-
 export class UhciController {
-  cmd = 0;
-  status = STS_HCHALTED;
+  cmd = USBCMD.reset;
+  status = USBSTS.reset;
   /** Hidden status: which of IOC (bit 0) / short packet (bit 1) caused USBINT (as QEMU). */
   status2 = 0;
-  intr = 0;
-  frnum = 0;
-  flBase = 0;
-  sofmod = SOFMOD_DEFAULT;
+  intr = USBINTR.reset;
+  frnum = FRNUM.reset;
+  flBase = FLBASEADD.reset;
+  sofmod = SOFMOD.reset;
   readonly ports: RootPort[] = [];
   readonly engine: ScheduleEngine;
   private irqLevel = false;
@@ -161,17 +118,17 @@ export class UhciController {
       },
       fatal: (kind, why) => this.fatal(kind, why),
       get singleStep() {
-        return (self.cmd & CMD_SWDBG) !== 0;
+        return (self.cmd & USBCMD.bit.SWDBG) !== 0;
       },
       stopAfterTransaction: () => {
-        this.cmd &= ~CMD_RS;
-        this.status |= STS_HCHALTED;
+        this.cmd &= ~USBCMD.bit.RS;
+        this.status |= USBSTS.bit.HCHALTED;
       },
       get maxp64() {
-        return (self.cmd & CMD_MAXP) !== 0;
+        return (self.cmd & USBCMD.bit.MAXP) !== 0;
       },
       get sofmod() {
-        return self.sofmod & 0x7f;
+        return SOFMOD.get(self.sofmod, 'SOF');
       },
       log: (level, msg) => this.log(`schedule-${level}`, level, msg),
     };
@@ -195,61 +152,25 @@ export class UhciController {
   }
 
   get running(): boolean {
-    return (this.cmd & CMD_RS) !== 0;
+    return (this.cmd & USBCMD.bit.RS) !== 0;
   }
 
   // ---------------------------------------------------------------- I/O BAR
 
-  /**
-   * Read `size` bytes at `offset` inside the 32-byte I/O BAR, as QEMU 7.2's
-   * memory core carries it out for this device: the access is cut into
-   * naturally aligned pieces (the largest power of two that fits the
-   * remaining length and the alignment of the address, memory_access_size),
-   * and each piece becomes 16-bit register accesses (impl size 2): a 1-byte
-   * piece is a 16-bit access at that same address of which one byte is
-   * used, a 4-byte piece is two 16-bit accesses. Bytes past the BAR float
-   * high (unassigned I/O reads all ones).
-   */
+  /** Read `size` bytes at `offset` inside the 32-byte I/O BAR, split as QEMU 7.2 does (io-access.ts). */
   ioRead(offset: number, size: 1 | 2 | 4): number {
     offset &= 0x1f;
     this.catchUp();
-    let value = 0;
-    let done = 0;
-    while (done < size) {
-      const off = offset + done;
-      const len = pieceLength(off, size - done);
-      let piece: number;
-      if (off >= 0x20) piece = len === 4 ? 0xffffffff : len === 2 ? 0xffff : 0xff;
-      else if (len === 1) piece = this.readWord(off) & 0xff;
-      else if (len === 2) piece = this.readWord(off) & 0xffff;
-      else piece = (this.readWord(off) | (this.readWord(off + 2) << 16)) >>> 0;
-      value = (value | (piece << (done * 8))) >>> 0;
-      done += len;
-    }
-    return size === 4 ? value >>> 0 : value & (size === 2 ? 0xffff : 0xff);
+    return splitRead(offset, size, (off) => this.readWord(off));
   }
 
-  /** Write `size` bytes at `offset`, cut into pieces as for ioRead. */
+  /** Write `size` bytes at `offset`, split as for ioRead. */
   ioWrite(offset: number, size: 1 | 2 | 4, value: number): void {
     offset &= 0x1f;
     this.catchUp();
     // Any register may change what a walk does (FLBASEADD, MAXP, SOFMOD, ports).
     this.engine.forgetQuiescence();
-    let done = 0;
-    while (done < size) {
-      const off = offset + done;
-      const len = pieceLength(off, size - done);
-      if (off < 0x20) {
-        const piece = done === 0 && len === 4 ? value >>> 0 : (value >>> (done * 8)) & (len === 1 ? 0xff : len === 2 ? 0xffff : 0xffffffff);
-        if (len === 4) {
-          this.writeWord(off, piece & 0xffff);
-          this.writeWord(off + 2, (piece >>> 16) & 0xffff);
-        } else {
-          this.writeWord(off, piece);
-        }
-      }
-      done += len;
-    }
+    splitWrite(offset, size, value, (off, v) => this.writeWord(off, v));
   }
 
   /** One 16-bit register read at a byte offset (QEMU uhci_port_read). */
@@ -285,28 +206,26 @@ export class UhciController {
         this.writeCommand(val);
         return;
       case REG.USBSTS:
-        // Every status bit is write-1-to-clear (UHCI DG §2.1.2).
-        this.status &= ~val;
-        if (val & STS_USBINT) this.status2 = 0;
+        // Every status bit is write-1-to-clear (UHCI DG §2.1.2; the USBSTS declaration).
+        this.status = USBSTS.applyWrite(this.status, val);
+        if (val & USBSTS.bit.USBINT) this.status2 = 0;
         this.updateIrq();
         return;
       case REG.USBINTR:
-        this.intr = val;
+        this.intr = USBINTR.applyWrite(this.intr, val);
         this.updateIrq();
         return;
       case REG.FRNUM:
         // Writable only while halted (UHCI DG §2.1.4).
-        if (this.status & STS_HCHALTED) this.frnum = val & FRNUM_MASK;
+        if (this.status & USBSTS.bit.HCHALTED) this.frnum = FRNUM.applyWrite(this.frnum, val);
         return;
       case REG.FLBASEADD:
-        // Base must be 4 KiB aligned: bits 11:0 are not stored (UHCI DG §2.1.5).
-        this.flBase = ((this.flBase & 0xffff0000) | (val & 0xf000)) >>> 0;
-        return;
       case REG.FLBASEADD + 2:
-        this.flBase = ((this.flBase & 0x0000ffff) | (val << 16)) >>> 0;
+        // Base must be 4 KiB aligned: bits 11:0 are not stored (UHCI DG §2.1.5).
+        this.flBase = FLBASEADD.applyHalfWrite(this.flBase, offset === REG.FLBASEADD ? 0 : 1, val);
         return;
       case REG.SOFMOD:
-        this.sofmod = val & 0xff;
+        this.sofmod = SOFMOD.applyWrite(this.sofmod, val);
         return;
       default:
         if (offset >= 0x10 && offset <= 0x1f) {
@@ -318,41 +237,41 @@ export class UhciController {
   }
 
   private writeCommand(val: number): void {
-    const wasRunning = (this.cmd & CMD_RS) !== 0;
-    if (val & CMD_RS && !wasRunning) {
+    const wasRunning = (this.cmd & USBCMD.bit.RS) !== 0;
+    if (val & USBCMD.bit.RS && !wasRunning) {
       // Start: the first frame ends 1 ms from now (QEMU expire_time).
       this.frameEndNs = this.clock.nowNs() + FRAME_NS;
-      this.status &= ~STS_HCHALTED;
+      this.status &= ~USBSTS.bit.HCHALTED;
       this.armTimer();
-    } else if (!(val & CMD_RS)) {
-      this.status |= STS_HCHALTED;
+    } else if (!(val & USBCMD.bit.RS)) {
+      this.status |= USBSTS.bit.HCHALTED;
     }
-    if (val & CMD_GRESET) {
+    if (val & USBCMD.bit.GRESET) {
       // Global reset: reset signalling on the bus, then a controller reset.
       for (const p of this.ports) p.device?.reset();
       this.reset();
       return;
     }
-    if (val & CMD_HCRESET) {
+    if (val & USBCMD.bit.HCRESET) {
       this.reset();
       return;
     }
-    this.cmd = val;
-    if (!(val & CMD_RS)) {
+    this.cmd = USBCMD.applyWrite(this.cmd, val);
+    if (!(val & USBCMD.bit.RS)) {
       this.stopFrames();
     }
-    if (val & CMD_EGSM) {
+    if (val & USBCMD.bit.EGSM) {
       // Entering global suspend with a resume already pending resumes at once.
-      if (this.ports.some((p) => p.ctrl & (1 << 6))) this.resume();
+      if (this.ports.some((p) => p.ctrl & PORTSC.bit.RD)) this.resume();
     }
     this.updateIrq();
   }
 
   /** Resume signalling during global suspend (QEMU uhci_resume). */
   private resume(): void {
-    if (this.cmd & CMD_EGSM) {
-      this.cmd |= CMD_FGR;
-      this.status |= STS_RD;
+    if (this.cmd & USBCMD.bit.EGSM) {
+      this.cmd |= USBCMD.bit.FGR;
+      this.status |= USBSTS.bit.RD;
       this.updateIrq();
     }
   }
@@ -366,12 +285,12 @@ export class UhciController {
    */
   private updateIrq(): void {
     const level =
-      (this.status2 & PENDING_IOC && this.intr & INTR_IOC) ||
-      (this.status2 & PENDING_SPD && this.intr & INTR_SP) ||
-      (this.status & STS_USBERRINT && this.intr & INTR_TOCRC) ||
-      (this.status & STS_RD && this.intr & INTR_RESUME) ||
-      this.status & STS_HSE ||
-      this.status & STS_HCPE
+      (this.status2 & PENDING_IOC && this.intr & USBINTR.bit.IOC) ||
+      (this.status2 & PENDING_SPD && this.intr & USBINTR.bit.SP) ||
+      (this.status & USBSTS.bit.USBERRINT && this.intr & USBINTR.bit.TOCRC) ||
+      (this.status & USBSTS.bit.RD && this.intr & USBINTR.bit.RESUME) ||
+      this.status & USBSTS.bit.HSE ||
+      this.status & USBSTS.bit.HCPE
         ? true
         : false;
     if (level !== this.irqLevel) {
@@ -385,9 +304,9 @@ export class UhciController {
   }
 
   private fatal(kind: 'hcpe' | 'hse', why: string): void {
-    this.status |= kind === 'hcpe' ? STS_HCPE : STS_HSE;
-    this.cmd &= ~CMD_RS;
-    this.status |= STS_HCHALTED;
+    this.status |= kind === 'hcpe' ? USBSTS.bit.HCPE : USBSTS.bit.HSE;
+    this.cmd &= ~USBCMD.bit.RS;
+    this.status |= USBSTS.bit.HCHALTED;
     this.log(`fatal-${kind}`, 'warn', `${kind === 'hcpe' ? 'HC process error' : 'host system error'}: ${why}`);
     this.updateIrq();
   }
@@ -414,10 +333,10 @@ export class UhciController {
     } catch {
       // The engine or a device may be what is broken; the controller halts regardless.
     }
-    this.cmd &= ~CMD_RS;
+    this.cmd &= ~USBCMD.bit.RS;
     const msg = `internal error in ${where}: host system error, controller halted`;
-    if (!(this.status & STS_HSE)) this.logs.error('internal-fault', 'uhci', msg, error, { frame: this.frnum });
-    this.status |= STS_HSE | STS_HCHALTED;
+    if (!(this.status & USBSTS.bit.HSE)) this.logs.error('internal-fault', 'uhci', msg, error, { frame: this.frnum });
+    this.status |= USBSTS.bit.HSE | USBSTS.bit.HCHALTED;
     this.updateIrq();
   }
 
@@ -510,7 +429,7 @@ export class UhciController {
       if (due <= 0) return false;
       if (due > MAX_CATCH_UP_FRAMES) {
         const skip = due - MAX_CATCH_UP_FRAMES;
-        this.frnum = (this.frnum + skip) & FRNUM_MASK;
+        this.frnum = (this.frnum + skip) & FRNUM.bit.FN;
         this.frameEndNs += skip * FRAME_NS;
         this.framesSkipped += skip;
         this.log('catch-up-skip', 'warn', `host fell ${due} frames behind; skipped ${skip}`);
@@ -542,13 +461,13 @@ export class UhciController {
     if (engine.stats.effects === 0 && engine.pendingInt === 0 && engine.inflight.size === 0) this.idleRun++;
     else this.idleRun = 0;
     // FRNUM counts the frame being processed; it advances at its end (UHCI DG §2.1.4).
-    this.frnum = (this.frnum + 1) & FRNUM_MASK;
+    this.frnum = (this.frnum + 1) & FRNUM.bit.FN;
     this.frameEndNs += FRAME_NS;
     const pending = this.engine.pendingInt;
     if (pending) {
       this.engine.pendingInt = 0;
       this.status2 |= pending;
-      this.status |= STS_USBINT;
+      this.status |= USBSTS.bit.USBINT;
       this.updateIrq();
     }
   }
@@ -566,7 +485,7 @@ export class UhciController {
     while (due-- > 0 && engine.replayQuiescentFrame(this.flBase, this.frnum)) {
       this.framesProcessed++;
       this.idleRun++;
-      this.frnum = (this.frnum + 1) & FRNUM_MASK;
+      this.frnum = (this.frnum + 1) & FRNUM.bit.FN;
       this.frameEndNs += FRAME_NS;
     }
   }
@@ -577,12 +496,12 @@ export class UhciController {
   reset(): void {
     this.stopFrames();
     this.idleRun = 0;
-    this.cmd = 0;
-    this.status = STS_HCHALTED;
+    this.cmd = USBCMD.reset;
+    this.status = USBSTS.reset;
     this.status2 = 0;
-    this.intr = 0;
-    this.flBase = 0;
-    this.sofmod = SOFMOD_DEFAULT;
+    this.intr = USBINTR.reset;
+    this.flBase = FLBASEADD.reset;
+    this.sofmod = SOFMOD.reset;
     // FRNUM is left as it was: QEMU 7.2's uhci_reset does not touch it (the
     // design guide is silent on FRNUM for HCRESET; guests write FRNUM after
     // a reset, Linux writes 0).
@@ -647,17 +566,14 @@ export class UhciController {
 
   // ------------------------------------------------------------ save/restore
 
+  /** Snapshot, fields as declared in controller-state.ts (SAVED_REGISTERS). */
   saveState(): UhciControllerState {
     this.catchUp();
+    const regs = {} as Record<(typeof SAVED_REGISTERS)[number][0], number>;
+    for (const [name] of SAVED_REGISTERS) regs[name] = this[name];
     return {
       version: 1,
-      cmd: this.cmd,
-      status: this.status,
-      status2: this.status2,
-      intr: this.intr,
-      frnum: this.frnum,
-      flBase: this.flBase,
-      sofmod: this.sofmod,
+      ...regs,
       ports: this.ports.map((p) => p.ctrl),
       pendingInt: this.engine.pendingInt,
       frameRemainingNs: this.running ? Math.max(0, this.frameEndNs - this.clock.nowNs()) : null,
@@ -670,20 +586,14 @@ export class UhciController {
    * after migration).
    */
   loadState(s: UhciControllerState): void {
-    if (!s || s.version !== 1) throw new StateError('unsupported UHCI controller state version');
+    const regs = loadedRegisters(s);
     this.stopFrames();
-    this.cmd = s.cmd & 0xffff;
-    this.status = s.status & 0xffff;
-    this.status2 = s.status2 & 3;
-    this.intr = s.intr & 0xffff;
-    this.frnum = s.frnum & FRNUM_MASK;
-    this.flBase = s.flBase >>> 0;
-    this.sofmod = s.sofmod & 0xff;
+    for (const [name] of SAVED_REGISTERS) this[name] = regs[name];
     s.ports.forEach((v, i) => {
       const p = this.ports[i];
-      if (p) p.ctrl = v & 0xffff & ~0x30;
+      if (p) p.ctrl = loadedPort(v);
     });
-    this.engine.pendingInt = s.pendingInt & 3;
+    this.engine.pendingInt = loadedPendingInt(s.pendingInt);
     if (this.running) {
       this.frameEndNs = this.clock.nowNs() + (s.frameRemainingNs ?? FRAME_NS);
       this.armTimer();
@@ -696,26 +606,13 @@ export class UhciController {
     return [
       USBCMD.format(this.cmd),
       USBSTS.format(this.status),
-      `USBINTR=0x${this.intr.toString(16)}`,
+      USBINTR.format(this.intr),
       `FRNUM=0x${this.frnum.toString(16)}`,
       `FLBASEADD=0x${this.flBase.toString(16)}`,
       `SOFMOD=${this.sofmod}`,
       ...this.ports.map((p, i) => `PORTSC${i + 1}=${p.format()}`),
     ].join(' ');
   }
-}
-
-/**
- * Length of the next piece of an access at `offset` with `remaining` bytes
- * left: the largest power of two ≤ remaining (max 4) that the offset is
- * aligned to (QEMU softmmu/physmem.c memory_access_size for a region without
- * unaligned support).
- */
-export function pieceLength(offset: number, remaining: number): 1 | 2 | 4 {
-  let len = remaining >= 4 ? 4 : remaining >= 2 ? 2 : 1;
-  const align = offset & -offset;
-  if (align !== 0 && align < len) len = align;
-  return len as 1 | 2 | 4;
 }
 
 /** DMA attempted while PCI bus mastering is disabled (treated as a master abort → HSE). */
@@ -726,11 +623,3 @@ export class DmaDisabled extends GuestMemoryFault {
     this.name = 'DmaDisabled';
   }
 }
-
-export class StateError extends Error {
-  constructor(msg: string) {
-    super(msg);
-    this.name = 'StateError';
-  }
-}
-

@@ -12,16 +12,18 @@ export const LINK = new Layout('LINK', 32, {
   T: { lsb: 0, access: 'RW', doc: 'Terminate: pointer not valid' },
   Q: { lsb: 1, access: 'RW', doc: 'Points to a QH (1) or a TD (0)' },
   VF: { lsb: 2, access: 'RW', doc: 'Depth first (TD link only)' },
+  RSVD: { lsb: 3, access: 'RW', reserved: true, doc: 'Reserved' },
   PTR: { lsb: 4, width: 28, access: 'RW', doc: 'Address bits 31:4' },
 });
-export const LINK_T = 1;
-export const LINK_Q = 2;
-export const LINK_VF = 4;
-export const LINK_PTR_MASK = 0xfffffff0;
 
-/** TD control and status word (UHCI DG §3.2.2). */
+/**
+ * TD control and status word (UHCI DG §3.2.2). Descriptors live in guest
+ * memory: every field is read/write, the access describes who writes it
+ * (the HC writes ACTLEN, the status bits 23:17 and C_ERR back).
+ */
 export const TD_CTRL = new Layout('TD.ctrl', 32, {
   ACTLEN: { lsb: 0, width: 11, access: 'RW', doc: 'Actual length - 1 (0x7ff = none)' },
+  RSVD11: { lsb: 11, width: 6, access: 'RW', reserved: true, doc: 'Reserved' },
   BITSTUFF: { lsb: 17, access: 'RW', doc: 'Bitstuff error' },
   CRCTO: { lsb: 18, access: 'RW', doc: 'CRC/timeout error' },
   NAK: { lsb: 19, access: 'RW', doc: 'NAK received' },
@@ -34,23 +36,8 @@ export const TD_CTRL = new Layout('TD.ctrl', 32, {
   LS: { lsb: 26, access: 'RW', doc: 'Low speed device' },
   CERR: { lsb: 27, width: 2, access: 'RW', doc: 'Error counter' },
   SPD: { lsb: 29, access: 'RW', doc: 'Short packet detect' },
+  RSVD30: { lsb: 30, width: 2, access: 'RW', reserved: true, doc: 'Reserved' },
 });
-export const TDC_ACTLEN_MASK = 0x7ff;
-export const TDC_BITSTUFF = 1 << 17;
-export const TDC_CRCTO = 1 << 18;
-export const TDC_NAK = 1 << 19;
-export const TDC_BABBLE = 1 << 20;
-export const TDC_DBE = 1 << 21;
-export const TDC_STALLED = 1 << 22;
-export const TDC_ACTIVE = 1 << 23;
-export const TDC_IOC = 1 << 24;
-export const TDC_IOS = 1 << 25;
-export const TDC_LS = 1 << 26;
-export const TDC_CERR_SHIFT = 27;
-export const TDC_CERR_MASK = 3 << 27;
-export const TDC_SPD = 1 << 29;
-/** All status bits the HC writes (bits 16..23). */
-export const TDC_STATUS_MASK = 0x00ff0000;
 
 /** TD token word (UHCI DG §3.2.3). */
 export const TD_TOKEN = new Layout('TD.token', 32, {
@@ -58,6 +45,7 @@ export const TD_TOKEN = new Layout('TD.token', 32, {
   DEVADDR: { lsb: 8, width: 7, access: 'RW', doc: 'Device address' },
   ENDPT: { lsb: 15, width: 4, access: 'RW', doc: 'Endpoint' },
   D: { lsb: 19, access: 'RW', doc: 'Data toggle' },
+  RSVD: { lsb: 20, access: 'RW', reserved: true, doc: 'Reserved' },
   MAXLEN: { lsb: 21, width: 11, access: 'RW', doc: 'Maximum length - 1 (0x7ff = zero length)' },
 });
 
@@ -104,37 +92,39 @@ export function encodeQh(qh: Qh, out: Uint8Array = new Uint8Array(8)): Uint8Arra
   return out;
 }
 
+// Field masks and shifts of the declarations, for the helpers the schedule walk calls per TD.
+const TOKEN_BIT = TD_TOKEN.bit;
+const TOKEN_LSB = TD_TOKEN.lsb;
+
 /** Max length encoded in a token: (MaxLen + 1) & 0x7ff, so 0x7ff means 0 bytes (UHCI DG §3.2.3). */
 export function tokenMaxLen(token: number): number {
-  return ((token >>> 21) + 1) & 0x7ff;
+  return (((token & TOKEN_BIT.MAXLEN) >>> TOKEN_LSB.MAXLEN) + 1) & 0x7ff;
 }
 export function tokenPid(token: number): number {
-  return token & 0xff;
+  return token & TOKEN_BIT.PID;
 }
 export function tokenDevAddr(token: number): number {
-  return (token >>> 8) & 0x7f;
+  return (token & TOKEN_BIT.DEVADDR) >>> TOKEN_LSB.DEVADDR;
 }
 export function tokenEndpoint(token: number): number {
-  return (token >>> 15) & 0xf;
+  return (token & TOKEN_BIT.ENDPT) >>> TOKEN_LSB.ENDPT;
 }
 export function tokenToggle(token: number): number {
-  return (token >>> 19) & 1;
+  return (token & TOKEN_BIT.D) >>> TOKEN_LSB.D;
 }
-/** Identifies an endpoint's queue: PID, address, endpoint (bits 0..18), as QEMU does. */
+/** Identifies an endpoint's queue: PID, address, endpoint (bits 18:0), as QEMU does. */
+const TOKEN_QUEUE_KEY_MASK = TD_TOKEN.mask('PID', 'DEVADDR', 'ENDPT');
 export function tokenQueueKey(token: number): number {
-  return token & 0x7ffff;
+  return token & TOKEN_QUEUE_KEY_MASK;
 }
 /** Actual length as written back: (ActLen + 1) & 0x7ff. */
 export function ctrlActualLength(ctrl: number): number {
-  return ((ctrl & TDC_ACTLEN_MASK) + 1) & 0x7ff;
+  return ((ctrl & TD_CTRL.bit.ACTLEN) + 1) & 0x7ff;
 }
 
 /** Build a token word. `maxLen` is the byte count (0..1280); encoded as maxLen-1. */
 export function makeToken(pid: number, devaddr: number, endpoint: number, toggle: number, maxLen: number): number {
-  return (
-    ((((maxLen - 1) & 0x7ff) << 21) | ((toggle & 1) << 19) | ((endpoint & 0xf) << 15) | ((devaddr & 0x7f) << 8) | (pid & 0xff)) >>>
-    0
-  );
+  return TD_TOKEN.encode({ MAXLEN: (maxLen - 1) & 0x7ff, D: toggle, ENDPT: endpoint, DEVADDR: devaddr, PID: pid });
 }
 
 export function pidName(pid: number): string {
@@ -151,9 +141,9 @@ export function pidName(pid: number): string {
 }
 
 export function formatLink(link: number): string {
-  if (link & LINK_T) return 'T';
-  const kind = link & LINK_Q ? 'QH' : 'TD';
-  return `${kind}@0x${(link & LINK_PTR_MASK).toString(16)}${link & LINK_VF ? ' Vf' : ''}`;
+  if (link & LINK.bit.T) return 'T';
+  const kind = link & LINK.bit.Q ? 'QH' : 'TD';
+  return `${kind}@0x${(link & LINK.bit.PTR).toString(16)}${link & LINK.bit.VF ? ' Vf' : ''}`;
 }
 
 /** One-line decoded TD, for traces, divergence reports and the inspector. */

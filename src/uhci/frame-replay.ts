@@ -17,6 +17,7 @@
  */
 import type { GuestMemory } from '../platform/memory.js';
 import type { UsbDevice } from '../usb/packet.js';
+import { frameListIndex } from './registers.js';
 
 /**
  * Optional device capability for frame replay: a device whose NAK is stable
@@ -180,7 +181,7 @@ export class QuiescenceMemo {
     if (mem !== this.mem) return false;
     let entry: number;
     try {
-      entry = mem.readU32!((flBase + ((frnum & 0x3ff) << 2)) >>> 0);
+      entry = mem.readU32!((flBase + (frameListIndex(frnum) << 2)) >>> 0);
     } catch {
       return false;
     }

@@ -5,18 +5,11 @@
  * leaves at 0 (see `lineStatus`).
  */
 import type { UsbDevice } from '../usb/packet.js';
-import { PORTSC, PORTSC_READ_ONLY, PORTSC_RESET, PORTSC_WRITE_CLEAR } from './registers.js';
+import { PORTSC } from './registers.js';
 
-export const PORT_CCS = 1 << 0;
-export const PORT_CSC = 1 << 1;
-export const PORT_PE = 1 << 2;
-export const PORT_PEC = 1 << 3;
-export const PORT_LS_DPLUS = 1 << 4;
-export const PORT_LS_DMINUS = 1 << 5;
-export const PORT_RD = 1 << 6;
-export const PORT_LSDA = 1 << 8;
-export const PORT_PR = 1 << 9;
-export const PORT_SUSP = 1 << 12;
+/** Line status field values (PORTSC bits 5:4): the J state of a full-speed (D+ high) and a low-speed (D- high) device. */
+const LINE_J_FULL_SPEED = 0b01;
+const LINE_J_LOW_SPEED = 0b10;
 
 export interface PortEvents {
   /** Resume signalling reached the controller (device wakeup or connect while suspended). */
@@ -25,7 +18,7 @@ export interface PortEvents {
 
 export class RootPort {
   /** PORTSC bits that are stored (line status is computed on read). */
-  ctrl = PORTSC_RESET;
+  ctrl = PORTSC.reset;
   device: UsbDevice | null = null;
 
   constructor(
@@ -34,10 +27,10 @@ export class RootPort {
   ) {}
 
   get connected(): boolean {
-    return (this.ctrl & PORT_CCS) !== 0;
+    return (this.ctrl & PORTSC.bit.CCS) !== 0;
   }
   get enabled(): boolean {
-    return (this.ctrl & PORT_PE) !== 0;
+    return (this.ctrl & PORTSC.bit.PE) !== 0;
   }
 
   /**
@@ -48,8 +41,8 @@ export class RootPort {
    * the wire).
    */
   lineStatus(): number {
-    if (!this.device || !(this.ctrl & PORT_CCS) || this.ctrl & PORT_PR) return 0;
-    return this.device.speed === 'low' ? PORT_LS_DMINUS : PORT_LS_DPLUS;
+    if (!this.device || !(this.ctrl & PORTSC.bit.CCS) || this.ctrl & PORTSC.bit.PR) return 0;
+    return PORTSC.set(0, 'LS', this.device.speed === 'low' ? LINE_J_LOW_SPEED : LINE_J_FULL_SPEED);
   }
 
   read(): number {
@@ -57,29 +50,27 @@ export class RootPort {
   }
 
   /**
-   * Guest write (QEMU 7.2 semantics): a rising PR resets the device; the
-   * read-only bits keep their value, PE can only be set while a device is
-   * connected, CSC/PEC clear when written as 1; other bits take the value.
+   * Guest write (QEMU 7.2 semantics): a rising PR resets the device, PE can
+   * only be set while a device is connected; the rest is the declared
+   * access of each PORTSC field (RO bits keep their value, CSC/PEC clear
+   * when written as 1, RW bits take the value).
    */
   write(value: number): void {
     value &= 0xffff;
     const dev = this.device;
-    if (dev && value & PORT_PR && !(this.ctrl & PORT_PR)) {
+    if (dev && value & PORTSC.bit.PR && !(this.ctrl & PORTSC.bit.PR)) {
       dev.reset();
     }
-    let next = this.ctrl & PORTSC_READ_ONLY;
-    if (!(this.ctrl & PORT_CCS)) value &= ~PORT_PE;
-    next |= value & ~PORTSC_READ_ONLY;
-    next &= ~(value & PORTSC_WRITE_CLEAR);
-    this.ctrl = next & 0xffff;
+    if (!(this.ctrl & PORTSC.bit.CCS)) value &= ~PORTSC.bit.PE;
+    this.ctrl = PORTSC.applyWrite(this.ctrl, value);
   }
 
   /** Plug a device in: CCS and CSC set, LSDA follows the speed. */
   attach(dev: UsbDevice): void {
     this.device = dev;
-    this.ctrl |= PORT_CCS | PORT_CSC;
-    if (dev.speed === 'low') this.ctrl |= PORT_LSDA;
-    else this.ctrl &= ~PORT_LSDA;
+    this.ctrl |= PORTSC.bit.CCS | PORTSC.bit.CSC;
+    if (dev.speed === 'low') this.ctrl |= PORTSC.bit.LSDA;
+    else this.ctrl &= ~PORTSC.bit.LSDA;
     this.events.resume();
   }
 
@@ -87,23 +78,23 @@ export class RootPort {
   detach(): UsbDevice | null {
     const dev = this.device;
     this.device = null;
-    if (this.ctrl & PORT_CCS) {
-      this.ctrl &= ~PORT_CCS;
-      this.ctrl |= PORT_CSC;
+    if (this.ctrl & PORTSC.bit.CCS) {
+      this.ctrl &= ~PORTSC.bit.CCS;
+      this.ctrl |= PORTSC.bit.CSC;
     }
-    if (this.ctrl & PORT_PE) {
-      this.ctrl &= ~PORT_PE;
-      this.ctrl |= PORT_PEC;
+    if (this.ctrl & PORTSC.bit.PE) {
+      this.ctrl &= ~PORTSC.bit.PE;
+      this.ctrl |= PORTSC.bit.PEC;
     }
-    this.ctrl &= ~PORT_LSDA;
+    this.ctrl &= ~PORTSC.bit.LSDA;
     this.events.resume();
     return dev;
   }
 
   /** Remote wakeup from the device: RD is set if the port is suspended. */
   wakeup(): void {
-    if (this.ctrl & PORT_SUSP && !(this.ctrl & PORT_RD)) {
-      this.ctrl |= PORT_RD;
+    if (this.ctrl & PORTSC.bit.SUSP && !(this.ctrl & PORTSC.bit.RD)) {
+      this.ctrl |= PORTSC.bit.RD;
       this.events.resume();
     }
   }
@@ -114,11 +105,11 @@ export class RootPort {
    * usb_port_reset = detach + attach + device reset).
    */
   controllerReset(): void {
-    this.ctrl = PORTSC_RESET;
+    this.ctrl = PORTSC.reset;
     const dev = this.device;
     if (dev) {
-      this.ctrl |= PORT_CCS | PORT_CSC;
-      if (dev.speed === 'low') this.ctrl |= PORT_LSDA;
+      this.ctrl |= PORTSC.bit.CCS | PORTSC.bit.CSC;
+      if (dev.speed === 'low') this.ctrl |= PORTSC.bit.LSDA;
       dev.reset();
     }
   }

@@ -23,13 +23,14 @@
  */
 import { GuestMemoryFault } from '../platform/memory.js';
 import type { UsbDevice, UsbPacket } from '../usb/packet.js';
-import { LINK_PTR_MASK, LINK_Q, LINK_T, LINK_VF } from './descriptors.js';
 import { AsyncQueue } from './async-queue.js';
 import { FrameMemory } from './frame-memory.js';
 import { QuiescenceMemo } from './frame-replay.js';
 import { QhSeenSet } from './qh-seen-set.js';
 import type { FrameStats, ScheduleHost } from './schedule-host.js';
 import { TdExecution } from './td-execution.js';
+import { LINK } from './descriptors.js';
+import { frameListIndex } from './registers.js';
 
 /** Hard cap on frame-list/QH/TD fetches in one frame (QEMU uses 256 link follows). */
 export const MAX_LINKS_PER_FRAME = 1024;
@@ -81,17 +82,17 @@ export class ScheduleEngine {
     memo.beginWalk(this.replayEnabled && mem.fast !== null);
     let completedSinceLoop = 0;
     try {
-      let link = mem.read32(flBase + ((frnum & 0x3ff) << 2));
+      let link = mem.read32(flBase + (frameListIndex(frnum) << 2));
       let qhAddr = 0; // current QH (0: none)
       let qhHead = 0;
-      while ((link & LINK_T) === 0) {
+      while ((link & LINK.bit.T) === 0) {
         if (++stats.links > MAX_LINKS_PER_FRAME) {
           memo.stopRecording();
           host.log('debug', 'frame link budget exhausted');
           break;
         }
-        if (link & LINK_Q) {
-          const addr = link & LINK_PTR_MASK;
+        if (link & LINK.bit.Q) {
+          const addr = link & LINK.bit.PTR;
           if (qhSeen.visit(addr)) {
             // Back at a QH we already visited this frame: a schedule loop (e.g.
             // Linux FSBR). Keep going only while transactions complete.
@@ -102,7 +103,7 @@ export class ScheduleEngine {
           }
           const head = mem.read32(addr);
           const element = mem.read32(addr + 4);
-          if (element & LINK_T) {
+          if (element & LINK.bit.T) {
             qhAddr = 0;
             link = head;
           } else {
@@ -113,7 +114,7 @@ export class ScheduleEngine {
           continue;
         }
         // A TD.
-        const tdAddr = link & LINK_PTR_MASK;
+        const tdAddr = link & LINK.bit.PTR;
         mem.fetchTd(tdAddr);
         const tdLink = mem.tdLink;
         const result = this.td.run(tdAddr, mem.tdCtrl, mem.tdToken, mem.tdBuffer);
@@ -124,7 +125,7 @@ export class ScheduleEngine {
           if (qhAddr !== 0) {
             // Advance the QH element pointer to the next TD (UHCI DG §3.4.2).
             mem.write32(qhAddr + 4, tdLink);
-            if ((tdLink & LINK_VF) === 0 || (tdLink & LINK_T) !== 0) {
+            if ((tdLink & LINK.bit.VF) === 0 || (tdLink & LINK.bit.T) !== 0) {
               // Breadth first (or the queue's end): on to the next QH.
               qhAddr = 0;
               link = qhHead;

@@ -6,16 +6,14 @@
  * interrupt causes.
  */
 import { PID_IN, type TokenPid, type UsbStatus } from '../usb/packet.js';
-import { TDC_ACTIVE, TDC_IOC, TDC_IOS, TDC_LS, tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle } from './descriptors.js';
+import { tokenDevAddr, tokenEndpoint, tokenMaxLen, tokenPid, tokenToggle, TD_CTRL } from './descriptors.js';
 import type { AsyncQueue } from './async-queue.js';
 import type { FrameMemory } from './frame-memory.js';
 import { hasStableNak, type QuiescenceMemo } from './frame-replay.js';
 import { PacketScratch } from './packet-scratch.js';
+import { USBSTS } from './registers.js';
 import { PENDING_IOC, PENDING_SPD, type FrameStats, type ScheduleHost } from './schedule-host.js';
 import { newTdTransition, tdAfterError, tdAfterPacket, tokenProblem, type TdOutcome, type TdTransition } from './td-status.js';
-
-/** USBSTS USB Error Interrupt (UHCI DG §2.1.2). */
-const USBSTS_USBERRINT = 1 << 1;
 
 export class TdExecution {
   /** Interrupt causes to report at the end of the current frame (PENDING_IOC | PENDING_SPD). */
@@ -46,7 +44,7 @@ export class TdExecution {
     const stats = this.stats;
     const pending = queue.get(tdAddr);
     if (pending) {
-      if (pending.token !== token || pending.buffer !== buffer || (ctrl & TDC_ACTIVE) === 0) {
+      if (pending.token !== token || pending.buffer !== buffer || (ctrl & TD_CTRL.bit.ACTIVE) === 0) {
         // The guest rewrote or deactivated a TD we have in flight: cancel it.
         queue.cancel(pending, 'guest changed a pending TD');
       } else {
@@ -58,9 +56,9 @@ export class TdExecution {
       }
     }
 
-    if ((ctrl & TDC_ACTIVE) === 0) {
+    if ((ctrl & TD_CTRL.bit.ACTIVE) === 0) {
       // UHCI DG §3.2.2 / QEMU: an inactive TD with IOC set still requests the interrupt.
-      if (ctrl & TDC_IOC) this.pendingInt |= PENDING_IOC;
+      if (ctrl & TD_CTRL.bit.IOC) this.pendingInt |= PENDING_IOC;
       return 'next-qh';
     }
 
@@ -80,8 +78,8 @@ export class TdExecution {
     const devaddr = tokenDevAddr(token);
     const endpoint = tokenEndpoint(token);
     const toggle = tokenToggle(token);
-    const lowSpeed = (ctrl & TDC_LS) !== 0;
-    const iso = (ctrl & TDC_IOS) !== 0;
+    const lowSpeed = (ctrl & TD_CTRL.bit.LS) !== 0;
+    const iso = (ctrl & TD_CTRL.bit.IOS) !== 0;
     const dev = host.findDevice(devaddr);
 
     // Data phase bytes: OUT/SETUP read from guest memory; IN gets a zeroed
@@ -142,7 +140,7 @@ export class TdExecution {
   private apply(tdAddr: number, buffer: number, data: Uint8Array, t: TdTransition): TdOutcome {
     if (t.errorRetired) this.stats.effects++;
     this.pendingInt |= t.interrupt;
-    if (t.errorRetired) this.host.raiseStatus(USBSTS_USBERRINT);
+    if (t.errorRetired) this.host.raiseStatus(USBSTS.bit.USBERRINT);
     if (t.dataLength > 0) this.mem.writeBytes(buffer, data.subarray(0, t.dataLength));
     if (t.writeCtrl) this.mem.write32(tdAddr + 4, t.ctrl);
     if (t.shortPacket) this.pendingInt |= PENDING_SPD;

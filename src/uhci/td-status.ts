@@ -9,20 +9,10 @@
  */
 import { PID_IN, PID_OUT, PID_SETUP, type UsbStatus } from '../usb/packet.js';
 import {
-  TDC_ACTIVE,
-  TDC_ACTLEN_MASK,
-  TDC_BABBLE,
-  TDC_CERR_MASK,
-  TDC_CERR_SHIFT,
-  TDC_CRCTO,
-  TDC_IOC,
-  TDC_IOS,
-  TDC_NAK,
-  TDC_SPD,
-  TDC_STALLED,
   tokenEndpoint,
   tokenMaxLen,
   tokenPid,
+  TD_CTRL,
 } from './descriptors.js';
 import { PENDING_IOC } from './schedule-host.js';
 
@@ -84,20 +74,20 @@ export function tdAfterPacket(out: TdTransition, ctrl: number, token: number, st
   const pid = tokenPid(token);
   const maxLen = tokenMaxLen(token);
   // Isochronous TDs are retired after one attempt whatever happens (UHCI DG §3.2.2 IOS).
-  if (ctrl & TDC_IOS) ctrl &= ~TDC_ACTIVE;
+  if (ctrl & TD_CTRL.bit.IOS) ctrl &= ~TD_CTRL.bit.ACTIVE;
   switch (status) {
     case 'ack': {
       const len = pid === PID_IN ? Math.min(actualLength, maxLen) : maxLen;
-      ctrl = (ctrl & ~TDC_ACTLEN_MASK) | ((len - 1) & TDC_ACTLEN_MASK);
+      ctrl = (ctrl & ~TD_CTRL.bit.ACTLEN) | ((len - 1) & TD_CTRL.bit.ACTLEN);
       // A NAK bit left by an earlier attempt is cleared on success (QEMU; Windows relies on it).
-      ctrl &= ~(TDC_ACTIVE | TDC_NAK);
-      out.interrupt = ctrl & TDC_IOC ? PENDING_IOC : 0;
+      ctrl &= ~(TD_CTRL.bit.ACTIVE | TD_CTRL.bit.NAK);
+      out.interrupt = ctrl & TD_CTRL.bit.IOC ? PENDING_IOC : 0;
       out.errorRetired = false;
       out.dataLength = pid === PID_IN ? len : 0;
       out.writeCtrl = true;
       out.ctrl = ctrl >>> 0;
       // Short packet with SPD: the queue stops here, the QH element is not advanced (UHCI DG §3.2.2 SPD).
-      out.shortPacket = pid === PID_IN && (ctrl & TDC_SPD) !== 0 && len < maxLen;
+      out.shortPacket = pid === PID_IN && (ctrl & TD_CTRL.bit.SPD) !== 0 && len < maxLen;
       out.next = out.shortPacket ? 'next-qh' : 'complete';
       return out;
     }
@@ -106,8 +96,8 @@ export function tdAfterPacket(out: TdTransition, ctrl: number, token: number, st
       out.interrupt = 0;
       out.errorRetired = false;
       out.dataLength = 0;
-      out.writeCtrl = !(ctrl & TDC_NAK) || !(ctrl & TDC_ACTIVE);
-      out.ctrl = (ctrl | TDC_NAK) >>> 0;
+      out.writeCtrl = !(ctrl & TD_CTRL.bit.NAK) || !(ctrl & TD_CTRL.bit.ACTIVE);
+      out.ctrl = (ctrl | TD_CTRL.bit.NAK) >>> 0;
       out.shortPacket = false;
       out.next = 'next-qh';
       return out;
@@ -133,23 +123,23 @@ export function tdAfterError(out: TdTransition, ctrl: number, kind: TdError): Td
   let retire = true;
   out.next = 'next-qh';
   if (kind === 'stall') {
-    ctrl |= TDC_STALLED;
+    ctrl |= TD_CTRL.bit.STALLED;
   } else if (kind === 'babble') {
-    ctrl |= TDC_BABBLE | TDC_STALLED;
+    ctrl |= TD_CTRL.bit.BABBLE | TD_CTRL.bit.STALLED;
     out.next = 'stop-frame';
   } else {
-    ctrl |= TDC_CRCTO;
-    const cerr = (ctrl & TDC_CERR_MASK) >>> TDC_CERR_SHIFT;
+    ctrl |= TD_CTRL.bit.CRCTO;
+    const cerr = (ctrl & TD_CTRL.bit.CERR) >>> TD_CTRL.lsb.CERR;
     if (cerr === 0) {
       retire = false;
     } else {
-      ctrl = (ctrl & ~TDC_CERR_MASK) | ((cerr - 1) << TDC_CERR_SHIFT);
+      ctrl = (ctrl & ~TD_CTRL.bit.CERR) | ((cerr - 1) << TD_CTRL.lsb.CERR);
       retire = cerr === 1;
     }
-    if (ctrl & TDC_IOS) retire = true;
+    if (ctrl & TD_CTRL.bit.IOS) retire = true;
   }
-  if (retire) ctrl &= ~TDC_ACTIVE;
-  out.interrupt = retire && ctrl & TDC_IOC ? PENDING_IOC : 0;
+  if (retire) ctrl &= ~TD_CTRL.bit.ACTIVE;
+  out.interrupt = retire && ctrl & TD_CTRL.bit.IOC ? PENDING_IOC : 0;
   out.errorRetired = retire;
   out.dataLength = 0;
   out.writeCtrl = true;

@@ -72,6 +72,7 @@
  */
 import { CRC16_TABLE, crc5 } from '../usb/crc.js';
 import type { WireTimer } from './wire-timer.js';
+import { SOFMOD } from './registers.js';
 
 // ---------------------------------------------------------------------------
 // Constants
@@ -230,7 +231,7 @@ for (const pid of [PID_ACK, PID_NAK, PID_STALL]) {
  * value, reset 64, giving the nominal 12000).
  */
 export function frameBitTimes(sofmod: number): number {
-  return 11936 + (sofmod & 0x7f);
+  return 11936 + SOFMOD.get(sofmod, 'SOF');
 }
 
 /** The SOF at the start of frame `frameNumber` plus the host gap after it. */

@@ -7,7 +7,7 @@
  * the device's business (the emulated devices answer at once, the libusb
  * passthrough asks the host device); this only moves bytes and stages.
  */
-import type { UsbPacket } from './packet.js';
+import { PID_IN, PID_OUT, PID_SETUP, type UsbPacket } from './packet.js';
 
 export type ControlStage = 'idle' | 'data' | 'status';
 
@@ -30,6 +30,31 @@ export class ControlPipe {
   /** The current request is device-to-host. */
   get dirIn(): boolean {
     return (this.setup[0]! & DIR_IN) !== 0;
+  }
+
+  /**
+   * One endpoint-0 token, the dispatch every device shares (QEMU
+   * hw/usb/core.c usb_process_one → do_token_setup/in/out): a SETUP the pipe
+   * accepts (setupToken) goes to the device's `setup`, a rejected one
+   * stalls; an IN that is the status stage of a host-to-device request
+   * (inToken) goes to the device's `status`, other INs are answered here;
+   * OUT tokens are the pipe's (outToken); any other PID stalls.
+   */
+  token(p: UsbPacket, setup: (p: UsbPacket) => void, status: (p: UsbPacket) => void): void {
+    switch (p.pid) {
+      case PID_SETUP:
+        if (this.setupToken(p)) setup(p);
+        else p.status = 'stall';
+        return;
+      case PID_IN:
+        if (this.inToken(p)) status(p);
+        return;
+      case PID_OUT:
+        this.outToken(p);
+        return;
+      default:
+        p.status = 'stall';
+    }
   }
 
   /**

@@ -32,7 +32,6 @@
  */
 import {
   PID_IN,
-  PID_OUT,
   PID_SETUP,
   type UsbDevice,
   type UsbPacket,
@@ -58,6 +57,17 @@ import {
   type DeviceDescriptor,
   type InterfaceDescriptor,
 } from './descriptors.js';
+import {
+  REQ_GET_STATUS,
+  REQ_CLEAR_FEATURE,
+  REQ_SET_FEATURE,
+  REQ_SET_ADDRESS,
+  REQ_GET_DESCRIPTOR,
+  REQ_GET_CONFIGURATION,
+  REQ_SET_CONFIGURATION,
+  REQ_GET_INTERFACE,
+  REQ_SET_INTERFACE,
+} from './requests.js';
 
 /** Size of the control data buffer (QEMU include/hw/usb.h USBDevice.data_buf). */
 export const CONTROL_BUFFER_SIZE = 4096;
@@ -70,19 +80,6 @@ export const TYPE_VENDOR = 0x40;
 export const RECIP_DEVICE = 0x00;
 export const RECIP_INTERFACE = 0x01;
 export const RECIP_ENDPOINT = 0x02;
-
-/** Standard request codes (USB 2.0 Table 9-4). */
-export const REQ_GET_STATUS = 0x00;
-export const REQ_CLEAR_FEATURE = 0x01;
-export const REQ_SET_FEATURE = 0x03;
-export const REQ_SET_ADDRESS = 0x05;
-export const REQ_GET_DESCRIPTOR = 0x06;
-export const REQ_SET_DESCRIPTOR = 0x07;
-export const REQ_GET_CONFIGURATION = 0x08;
-export const REQ_SET_CONFIGURATION = 0x09;
-export const REQ_GET_INTERFACE = 0x0a;
-export const REQ_SET_INTERFACE = 0x0b;
-export const REQ_SYNCH_FRAME = 0x0c;
 
 /** Feature selectors (USB 2.0 Table 9-6). */
 export const FEATURE_ENDPOINT_HALT = 0;
@@ -360,27 +357,12 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
   }
 
   private handleControlPipe(p: UsbPacket): void {
-    switch (p.pid) {
-      case PID_SETUP:
-        this.tokenSetup(p);
-        break;
-      case PID_IN:
-        this.tokenIn(p);
-        break;
-      case PID_OUT:
-        this.pipe.outToken(p);
-        break;
-      default:
-        p.status = 'stall';
-    }
+    this.pipe.token(p, this.onSetup, this.onStatus);
   }
 
-  private tokenSetup(p: UsbPacket): void {
+  /** A SETUP the pipe accepted: a device-to-host request is answered now, into the data stage. */
+  private readonly onSetup = (p: UsbPacket): void => {
     const pipe = this.pipe;
-    if (!pipe.setupToken(p)) {
-      p.status = 'stall';
-      return;
-    }
     if (pipe.dirIn) {
       const reply = this.dispatch(this.request(), pipe.buffer.subarray(0, 0));
       if (reply === 'stall') {
@@ -394,15 +376,14 @@ export abstract class EmulatedUsbDevice implements UsbDevice {
       pipe.stage = pipe.length === 0 ? 'status' : 'data';
     }
     p.actualLength = 8;
-  }
+  };
 
-  private tokenIn(p: UsbPacket): void {
-    // The status stage of a host-to-device request: carry it out now.
-    if (!this.pipe.inToken(p)) return;
+  /** The status stage of a host-to-device request: carry it out now. */
+  private readonly onStatus = (p: UsbPacket): void => {
     const reply = this.dispatch(this.request(), this.pipe.data());
     p.actualLength = 0;
     if (reply === 'stall') p.status = 'stall';
-  }
+  };
 
   private dispatch(req: ControlRequest, data: Uint8Array): Uint8Array | 'ack' | 'stall' {
     const std = this.standardControl(req);

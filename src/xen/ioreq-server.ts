@@ -181,7 +181,6 @@ export class IoreqServer<F extends PciFunction = UhciPciFunction> {
   private bufLocalPort = -1;
   private readonly vcpuByPort = new Map<number, number>();
   private readonly portByVcpu: number[] = [];
-  private pciMapped = false;
   private active = false;
   private stopping: Promise<void> | null = null;
   private resolveStopped!: (r: StopReason) => void;
@@ -264,7 +263,6 @@ export class IoreqServer<F extends PciFunction = UhciPciFunction> {
 
       const { bus, device, fn } = this.bdf;
       dm.mapPcidev(domid, this.id, 0, bus, device, fn);
-      this.pciMapped = true;
       this.onIoWindowChange(this.fn.ioWindow);
 
       dm.setIoreqServerState(domid, this.id, true);
@@ -384,7 +382,6 @@ export class IoreqServer<F extends PciFunction = UhciPciFunction> {
       attempt('destroy_ioreq_server', () => dm.destroyIoreqServer(domid, this.id));
       this.log('info', 'ioreq server destroyed', { id: this.id });
       this.mappedRange = null;
-      this.pciMapped = false;
     }
     if (this.fn) {
       for (let p = 0; p < this.fn.portCount; p++) this.fn.detach(p);

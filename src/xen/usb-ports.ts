@@ -9,7 +9,6 @@ import type { UhciPciFunction, UhciPciFunctionState } from '../device/uhci-pci-f
 import type { Clock } from '../platform/clock.js';
 import { createDevice } from '../usb/devices.js';
 import type { HidUsbDevice } from '../usb/hid/hid-device.js';
-import type { UsbDevice } from '../usb/packet.js';
 import type { LibusbHost } from '../usb/host/libusb.js';
 import { HostPassthrough } from '../usb/host/passthrough.js';
 import { formatHostSelector, parseHostSelector, type HostDeviceSelector } from '../usb/host/selector.js';

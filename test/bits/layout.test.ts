@@ -21,6 +21,34 @@ describe('Layout', () => {
     expect(L.decode(L.applyWrite(old, 0))).toEqual({ A: 0, B: 5, C: 1 });
   });
 
+  test('reset value, stored bits and write semantics of every access kind', () => {
+    const K = new Layout('K', 16, {
+      RW: { lsb: 0, access: 'RW', reset: 1 },
+      C: { lsb: 1, access: 'RW1C', reset: 1 },
+      R: { lsb: 2, width: 2, access: 'RO', reset: 2 },
+      W: { lsb: 4, access: 'WO' },
+      X: { lsb: 5, access: 'RSVD' },
+      V: { lsb: 6, access: 'RO', computed: true },
+      H: { lsb: 7, access: 'RW', reserved: true },
+    });
+    expect(K.reset).toBe(0b1011);
+    expect(K.storedMask).toBe(0b10001111);
+    expect(K.bit.R).toBe(0b1100);
+    expect(K.lsb.R).toBe(2);
+    // WO and RSVD never stick, RO keeps, RW takes, RW1C clears on 1, reserved-but-stored takes.
+    expect(K.applyWrite(K.reset, 0xffff)).toBe(0b10001001);
+    expect(K.applyWrite(K.reset, 0)).toBe(0b1010);
+    expect(K.format(0xff)).toBe('K[V W R=3 C RW]');
+    expect(() => new Layout('Y', 8, { A: { lsb: 0, access: 'RSVD', reset: 1 } })).toThrow(/not stored/);
+    expect(() => new Layout('Y', 8, { A: { lsb: 0, width: 2, access: 'RW', reset: 4 } })).toThrow(/does not fit/);
+  });
+
+  test('a 16-bit write to one half of a 32-bit register leaves the other half', () => {
+    const L32 = new Layout('L32', 32, { LO: { lsb: 0, width: 12, access: 'RSVD' }, HI: { lsb: 12, width: 20, access: 'RW' } });
+    expect(L32.applyHalfWrite(0x12345000, 0, 0xffff)).toBe(0x1234f000);
+    expect(L32.applyHalfWrite(0x12345000, 1, 0xabcd)).toBe(0xabcd5000);
+  });
+
   test('overlapping fields are rejected', () => {
     expect(() => new Layout('X', 8, { A: { lsb: 0, width: 2, access: 'RW' }, B: { lsb: 1, access: 'RW' } })).toThrow(/overlaps/);
   });
@@ -46,7 +74,7 @@ describe('UHCI layouts (UHCI DG §2.1, §3.2)', () => {
 
   test('TD token MaxLen encodes n-1, 0x7ff = zero length (§3.2.3)', () => {
     const t = makeToken(0x69, 5, 1, 1, 8);
-    expect(TD_TOKEN.decode(t)).toEqual({ PID: 0x69, DEVADDR: 5, ENDPT: 1, D: 1, MAXLEN: 7 });
+    expect(TD_TOKEN.decode(t)).toEqual({ PID: 0x69, DEVADDR: 5, ENDPT: 1, D: 1, RSVD: 0, MAXLEN: 7 });
     expect(tokenMaxLen(t)).toBe(8);
     expect(tokenMaxLen(makeToken(0xe1, 0, 0, 0, 0))).toBe(0);
   });

@@ -11,9 +11,9 @@ import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory } from '../../src/platform/memory.js';
 import { createDevice } from '../../src/usb/devices.js';
-import { LINK_T, TDC_ACTIVE } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
 import { ScheduleBuilder } from '../support/schedule-builder.js';
+import { LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 
 function machine(mem = new FlatMemory(4 << 20)) {
   const clock = new ManualClock();
@@ -45,12 +45,12 @@ test('a control transfer interrupted by a snapshot completes after restore', asy
     link = ScheduleBuilder.vf(sb.td({ pid: PID_IN, dev: dev.address, toggle: (i + 1) & 1, maxLen: n, buffer: data + i * 8, link }));
   }
   const setupTd = sb.td({ pid: PID_SETUP, dev: dev.address, maxLen: 8, buffer: setup, link });
-  const qh = sb.qh(LINK_T, setupTd);
+  const qh = sb.qh(LINK.bit.T, setupTd);
   sb.setFrame(ScheduleBuilder.q(qh));
   await a.bus.outl(io + 8, sb.flBase);
   await a.bus.outw(io, 0x00e1); // RS + SWDBG: one transaction, then halt
   await a.bus.wait(2);
-  expect(a.mem.readU32(setupTd + 4) & TDC_ACTIVE).toBe(0);
+  expect(a.mem.readU32(setupTd + 4) & TD_CTRL.bit.ACTIVE).toBe(0);
   expect(a.mem.readU32(qh + 4) & ~0xf).not.toBe(setupTd); // element advanced to the first IN
   expect((await a.bus.inw(io + 2)) & 0x20).toBe(0x20);
 
@@ -64,7 +64,7 @@ test('a control transfer interrupted by a snapshot completes after restore', asy
   // Resume without debug mode: the data stage continues where it stopped.
   await b.bus.outw(io, 0x00c1);
   await b.bus.wait(3);
-  expect(b.mem.readU32(qh + 4)).toBe(LINK_T);
+  expect(b.mem.readU32(qh + 4)).toBe(LINK.bit.T);
   const got = new Uint8Array(18);
   b.mem.read(data, got);
   expect([...got.subarray(0, 4)]).toEqual([0x12, 0x01, 0x00, 0x02]); // bLength, DEVICE, bcdUSB 2.00

@@ -20,7 +20,7 @@ import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory, type GuestMemory } from '../../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../../src/uhci/controller.js';
 import { MAX_LINKS_PER_FRAME } from '../../src/uhci/schedule.js';
-import { LINK_Q, LINK_T, LINK_VF, TDC_ACTIVE, tokenMaxLen } from '../../src/uhci/descriptors.js';
+import { tokenMaxLen, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { uhciWireTimer } from '../../src/uhci/timing.js';
 import { PID_IN, PID_OUT, PID_SETUP, type UsbStatus } from '../../src/usb/packet.js';
 import { createDevice } from '../../src/usb/devices.js';
@@ -105,7 +105,7 @@ export class CheckingMemory implements GuestMemory {
       const td = this.tds.get(addr - 4);
       if (td && td.epoch === epoch) {
         const v = u32At(buf, 0);
-        if (td.ctrl & TDC_ACTIVE && !(v & TDC_ACTIVE)) {
+        if (td.ctrl & TD_CTRL.bit.ACTIVE && !(v & TD_CTRL.bit.ACTIVE)) {
           const n = (this.retired.get(addr - 4) ?? 0) + 1;
           this.retired.set(addr - 4, n);
           if (n > 1) throw new InvariantViolation(`TD@0x${(addr - 4).toString(16)} retired twice`);
@@ -141,8 +141,8 @@ const slot = fc.integer({ min: 0, max: 63 }); // schedule objects live in 64 slo
 const slotAddr = (s: number) => 0x2000 + s * 32;
 
 const linkArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
-  { weight: 1, arbitrary: fc.constant(LINK_T) },
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK.bit.Q : 0) | (vf ? LINK.bit.VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK.bit.T) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffffffff }).map((x) => x >>> 0) }, // anything, incl. past RAM
 );
 
@@ -163,7 +163,7 @@ const tdArb = fc.record({
   kind: fc.constant('td' as const),
   slot,
   link: linkArb,
-  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TDC_ACTIVE & 0x3f7f07ff) | (active ? TDC_ACTIVE : 0)) >>> 0),
+  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TD_CTRL.bit.ACTIVE & 0x3f7f07ff) | (active ? TD_CTRL.bit.ACTIVE : 0)) >>> 0),
   pid: pidArb,
   dev: fc.integer({ min: 0, max: 3 }),
   ep: fc.integer({ min: 0, max: 3 }),

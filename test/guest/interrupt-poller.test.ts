@@ -13,12 +13,12 @@ import { UhciGuestDriver } from '../../src/guest/uhci-driver.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory } from '../../src/platform/memory.js';
-import { TDC_ACTIVE } from '../../src/uhci/descriptors.js';
 import { UsbKeyboard } from '../../src/usb/hid/keyboard.js';
 import { qemuHidDescriptorSet } from '../../src/usb/hid/qemu-hid-descriptors.js';
 import { ExactlyOnceProbe } from '../../src/usb/host/exactly-once-probe.js';
 import { HostUsbDevice } from '../../src/usb/host/host-device.js';
 import { EmulatedLibusbDevice } from '../usb/host/emulated-libusb.js';
+import { TD_CTRL } from '../../src/uhci/descriptors.js';
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
@@ -50,7 +50,7 @@ test('NAK while idle, one report per key event in order, exactly-once after remo
   // The TD is still active and the packet waits at "libusb".
   const td = new Uint8Array(4);
   mem.read(poller.layout.td + 4, td);
-  expect(new DataView(td.buffer).getUint32(0, true) & TDC_ACTIVE).toBe(TDC_ACTIVE);
+  expect(new DataView(td.buffer).getUint32(0, true) & TD_CTRL.bit.ACTIVE).toBe(TD_CTRL.bit.ACTIVE);
   expect(host.packetsInFlight).toBe(1);
 
   const reports: string[] = [];

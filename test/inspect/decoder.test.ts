@@ -1,7 +1,8 @@
 import { gzipSync } from 'node:zlib';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeTrace, type FrameRecord, type BoundaryEvent } from '../../src/inspect/trace-decoder.js';
+import { decodeTrace } from '../../src/inspect/trace-decoder.js';
+import type { FrameRecord, BoundaryEvent } from '../../src/inspect/decoded-trace.js';
 import { inspectTrace } from '../../src/inspect/inspector.js';
 import { describeAnomaly } from '../../src/inspect/text-report.js';
 import { decodeSetup, parseConfigEndpoints, requestName } from '../../src/inspect/usb-requests.js';

@@ -145,3 +145,16 @@ test('a decoding failure stops inspection (reported once), nothing is thrown at 
   expect(() => live.inspect()).toThrow(/live inspection stopped: corrupt trace: unknown event kind/);
   expect(errors).toHaveLength(1);
 });
+
+test('live inspection with a small memory cap forgets old entries, counts them, and agrees with a file inspection under the same cap', async () => {
+  let live!: LiveInspector;
+  const bytes = await recordHidSession('ack', (rec) => {
+    live = new LiveInspector(rec, { frames: 1 << 20, memoryCap: 4 });
+  });
+  live.close();
+  const now = live.inspect({ from: 1 });
+  const file = await inspectTrace(bytes, { memoryCap: 4 });
+  expect(now.stats.dropped).toBeGreaterThan(0);
+  expect(now.stats).toEqual(file.stats);
+  expect((await inspectTrace(bytes)).stats.dropped).toBe(0);
+});

@@ -15,7 +15,7 @@ import { FlatMemory } from '../../src/platform/memory.js';
 import { createRecordedFunction, type RecordedUhciFunction } from '../../src/trace/recorded-function.js';
 import { Recorder } from '../../src/trace/recorder.js';
 import { MemorySink } from '../../src/trace/sink.js';
-import { LINK_T, TDC_ACTIVE, TDC_IOC, makeToken } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { createDevice } from '../../src/usb/devices.js';
 import type { UsbTablet } from '../../src/usb/hid/tablet.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
@@ -222,10 +222,10 @@ export async function recordLinuxFsbrShape(): Promise<Uint8Array> {
   await withTablet(rig);
   const sb = new ScheduleBuilder(rig.mem, 0x200000, 0x210000);
   const termTd = sb.td({ pid: PID_IN, dev: 0x7f, ep: 0, maxLen: 0, active: false });
-  const term = sb.qh(LINK_T, termTd);
-  const fsControl = sb.qh(ScheduleBuilder.q(term), LINK_T);
+  const term = sb.qh(LINK.bit.T, termTd);
+  const fsControl = sb.qh(ScheduleBuilder.q(term), LINK.bit.T);
   const async = sb.qh(ScheduleBuilder.q(fsControl), termTd);
-  const int1 = sb.qh(ScheduleBuilder.q(async), LINK_T);
+  const int1 = sb.qh(ScheduleBuilder.q(async), LINK.bit.T);
   rig.mem.writeU32(term, ScheduleBuilder.q(fsControl)); // FSBR loop: terminating QH → first FSBR QH
   sb.setFrame(ScheduleBuilder.q(int1));
   await rig.bus.outl(rig.io + 0x08, 0x200000);
@@ -251,7 +251,7 @@ export async function recordLinuxFsbrShape(): Promise<Uint8Array> {
   await rig.bus.wait(3);
   rig.mem.writeU32(dummy + 8, makeToken(PID_IN, 1, 1, 0, 8));
   rig.mem.writeU32(dummy + 12, sb.buffer(8));
-  rig.mem.writeU32(dummy + 4, (3 << 27) | TDC_ACTIVE | TDC_IOC);
+  rig.mem.writeU32(dummy + 4, (3 << 27) | TD_CTRL.bit.ACTIVE | TD_CTRL.bit.IOC);
   await rig.bus.wait(5);
   // A walk that read the async QH's link before the guest relinked it and the terminating QH's after
   // (real Xen, guest vCPU running during the walk): the loop is entered at the terminating QH.
@@ -301,7 +301,7 @@ export async function recordLegalTdReuse(): Promise<Uint8Array> {
   await rig.bus.wait(3);
   // Completed: refill the same TD in place with the next toggle and link it again.
   rig.mem.writeU32(td + 8, makeToken(PID_IN, 1, 1, 1, 8));
-  rig.mem.writeU32(td + 4, (3 << 27) | TDC_ACTIVE | TDC_IOC);
+  rig.mem.writeU32(td + 4, (3 << 27) | TD_CTRL.bit.ACTIVE | TD_CTRL.bit.IOC);
   rig.mem.writeU32(qh + 4, td);
   tablet.moveTo(20, 20);
   await rig.bus.wait(3);
@@ -309,7 +309,7 @@ export async function recordLegalTdReuse(): Promise<Uint8Array> {
   const td2 = sb.td({ pid: PID_IN, ...TABLET, toggle: 0, maxLen: 8, buffer: buf, ioc: true });
   rig.mem.writeU32(qh + 4, td2);
   await rig.bus.wait(3);
-  rig.mem.writeU32(qh + 4, LINK_T);
+  rig.mem.writeU32(qh + 4, LINK.bit.T);
   await rig.bus.wait(2);
   rig.mem.writeU32(td2 + 12, sb.buffer(8));
   rig.mem.writeU32(qh + 4, td2);

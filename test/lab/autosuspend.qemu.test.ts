@@ -15,19 +15,10 @@
 import { runLab, type LabResult } from '../../src/lab/lab.js';
 import { EV_MSC, EV_SYN } from '../../src/lab/lab-report.js';
 import { ABS_X, ABS_Y, BTN_LEFT } from '../../src/lab/input-plan.js';
+import { PORTSC, USBCMD, USBINTR, USBSTS } from '../../src/uhci/registers.js';
 
 const skip = process.env.UHCI_DM_SKIP_LAB === '1';
 const d = skip ? describe.skip : describe;
-
-const CMD_RS = 1 << 0;
-const CMD_EGSM = 1 << 3;
-const CMD_FGR = 1 << 4;
-const STS_RD = 1 << 2;
-const STS_HCHALTED = 1 << 5;
-const INTR_RESUME = 1 << 1;
-const PORT_RD = 1 << 6;
-const PORT_SUSP = 1 << 12;
-const PORT_PE = 1 << 2;
 
 let r: LabResult;
 
@@ -54,10 +45,10 @@ d('lab: Linux autosuspends the tablet and the root hub; tablet input wakes it (r
 
   test('the model saw the suspend: port 1 suspended, controller in global suspend and halted, resume interrupt enabled', () => {
     const at = r.suspend!.atReady!;
-    expect(at.portsc[0]! & (PORT_SUSP | PORT_PE)).toBe(PORT_SUSP | PORT_PE);
-    expect(at.usbcmd & (CMD_EGSM | CMD_RS)).toBe(CMD_EGSM);
-    expect(at.usbsts & STS_HCHALTED).toBe(STS_HCHALTED);
-    expect(at.usbintr & INTR_RESUME).toBe(INTR_RESUME);
+    expect(at.portsc[0]! & (PORTSC.bit.SUSP | PORTSC.bit.PE)).toBe(PORTSC.bit.SUSP | PORTSC.bit.PE);
+    expect(at.usbcmd & (USBCMD.bit.EGSM | USBCMD.bit.RS)).toBe(USBCMD.bit.EGSM);
+    expect(at.usbsts & USBSTS.bit.HCHALTED).toBe(USBSTS.bit.HCHALTED);
+    expect(at.usbintr & USBINTR.bit.RESUME).toBe(USBINTR.bit.RESUME);
     expect(at.running).toBe(false);
   });
 
@@ -67,9 +58,9 @@ d('lab: Linux autosuspends the tablet and the root hub; tablet input wakes it (r
 
   test('input sets port and controller Resume Detect and Force Global Resume at once', () => {
     const after = r.suspend!.afterFirstInput!;
-    expect(after.portsc[0]! & PORT_RD).toBe(PORT_RD);
-    expect(after.usbsts & STS_RD).toBe(STS_RD);
-    expect(after.usbcmd & CMD_FGR).toBe(CMD_FGR);
+    expect(after.portsc[0]! & PORTSC.bit.RD).toBe(PORTSC.bit.RD);
+    expect(after.usbsts & USBSTS.bit.RD).toBe(USBSTS.bit.RD);
+    expect(after.usbcmd & USBCMD.bit.FGR).toBe(USBCMD.bit.FGR);
   });
 
   test('the guest resumed the controller and its reader got the injected events', () => {

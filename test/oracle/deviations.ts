@@ -7,8 +7,9 @@
  * spec section, and say what QEMU does instead. Each entry names the model
  * source that documents the same choice.
  */
-import { TDC_ACTIVE, TDC_CERR_MASK, TDC_CRCTO, TDC_LS } from '../../src/uhci/descriptors.js';
 import type { Difference } from './compare.js';
+import { TD_CTRL } from '../../src/uhci/descriptors.js';
+import { USBSTS } from '../../src/uhci/registers.js';
 
 export interface Deviation {
   id: string;
@@ -28,8 +29,6 @@ export interface Deviation {
 
 /** PORTSC line-status bits (5:4) in every byte lane of an access. */
 const LINE_STATUS_LANES = 0x30303030;
-const STS_USBINT = 1 << 0;
-const STS_USBERRINT = 1 << 1;
 
 export const DEVIATIONS: readonly Deviation[] = [
   {
@@ -60,12 +59,12 @@ export const DEVIATIONS: readonly Deviation[] = [
       const e = r.expected;
       const g = r.got;
       if (e.link !== g.link || e.token !== g.token || e.buffer !== g.buffer) return false;
-      const qemuRetired = (e.ctrl & TDC_ACTIVE) === 0 && (e.ctrl & TDC_CRCTO) !== 0 && (e.ctrl & TDC_CERR_MASK) === 0;
-      const modelRetrying = (g.ctrl & TDC_ACTIVE) !== 0 && (g.ctrl & TDC_CERR_MASK) === 0;
+      const qemuRetired = (e.ctrl & TD_CTRL.bit.ACTIVE) === 0 && (e.ctrl & TD_CTRL.bit.CRCTO) !== 0 && (e.ctrl & TD_CTRL.bit.CERR) === 0;
+      const modelRetrying = (g.ctrl & TD_CTRL.bit.ACTIVE) !== 0 && (g.ctrl & TD_CTRL.bit.CERR) === 0;
       return qemuRetired && modelRetrying;
     },
     // QEMU posts USBERRINT (and USBINT for IOC) when it retires the TD; the model never retires it.
-    knockOnStatus: STS_USBINT | STS_USBERRINT,
+    knockOnStatus: USBSTS.bit.USBINT | USBSTS.bit.USBERRINT,
   },
   {
     id: 'low-speed-td-to-full-speed-device',
@@ -80,13 +79,13 @@ export const DEVIATIONS: readonly Deviation[] = [
       const e = r.expected;
       const g = r.got;
       if (e.link !== g.link || e.token !== g.token || e.buffer !== g.buffer) return false;
-      const ls = (e.ctrl & TDC_LS) !== 0 && (g.ctrl & TDC_LS) !== 0;
-      const qemuAnswered = (e.ctrl & TDC_CRCTO) === 0;
-      const modelTimedOut = (g.ctrl & TDC_CRCTO) !== 0;
+      const ls = (e.ctrl & TD_CTRL.bit.LS) !== 0 && (g.ctrl & TD_CTRL.bit.LS) !== 0;
+      const qemuAnswered = (e.ctrl & TD_CTRL.bit.CRCTO) === 0;
+      const modelTimedOut = (g.ctrl & TD_CTRL.bit.CRCTO) !== 0;
       return ls && qemuAnswered && modelTimedOut;
     },
     // QEMU: device answer (maybe no error, or a NAK that never completes); model: timeout → USBERRINT, IOC.
-    knockOnStatus: STS_USBINT | STS_USBERRINT,
+    knockOnStatus: USBSTS.bit.USBINT | USBSTS.bit.USBERRINT,
   },
 ];
 

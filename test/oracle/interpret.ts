@@ -4,25 +4,17 @@
  * (compare.ts); only values that do not depend on real-time frame timing are
  * recorded (see the Step comments in program.ts).
  */
-import { decodeTd, TDC_ACTIVE } from '../../src/uhci/descriptors.js';
+import { decodeTd, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { configAddress, PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA } from '../support/pci-cf8.js';
 import {
   IO_BASE,
-  REG_FLBASEADD,
-  REG_FRNUM,
-  REG_PORTSC1,
-  REG_PORTSC2,
-  REG_SOFMOD,
-  REG_USBCMD,
-  REG_USBINTR,
-  REG_USBSTS,
-  STS_HCHALTED,
   type Program,
   type Region,
   type Step,
 } from './program.js';
 import type { IoSize, Target } from './target.js';
 import { UHCI_SLOT } from './qemu-target.js';
+import { USBSTS, REG } from '../../src/uhci/registers.js';
 
 export type ObservedValue =
   | { kind: 'word'; value: number; size: IoSize; what: 'io' | 'cfg'; offset: number }
@@ -67,7 +59,7 @@ function tdActive(p: Program, snap: Uint8Array[], td: number): boolean {
   if (i < 0) return false;
   const r = p.regions[i]!;
   const off = td - r.addr;
-  return (decodeTd(snap[i]!.subarray(off, off + 16)).ctrl & TDC_ACTIVE) !== 0;
+  return (decodeTd(snap[i]!.subarray(off, off + 16)).ctrl & TD_CTRL.bit.ACTIVE) !== 0;
 }
 
 /**
@@ -78,16 +70,16 @@ function tdActive(p: Program, snap: Uint8Array[], td: number): boolean {
  */
 async function runUntilQuiet(t: Target, p: Program, tds: number[], maxFrames: number): Promise<string> {
   let prev = await snapshot(t, p.regions);
-  let prevFr = await t.portIn(IO_BASE + REG_FRNUM, 2);
+  let prevFr = await t.portIn(IO_BASE + REG.FRNUM, 2);
   let frames = 0;
   let quietFrames = 0;
   let doneFrames = -1;
   let stalledMs = 0;
   for (;;) {
     await t.settle(t.pollMs);
-    const sts = await t.portIn(IO_BASE + REG_USBSTS, 2);
-    if (sts & STS_HCHALTED) return 'halted';
-    const fr = await t.portIn(IO_BASE + REG_FRNUM, 2);
+    const sts = await t.portIn(IO_BASE + REG.USBSTS, 2);
+    if (sts & USBSTS.bit.HCHALTED) return 'halted';
+    const fr = await t.portIn(IO_BASE + REG.FRNUM, 2);
     const d = (fr - prevFr) & 0x7ff;
     prevFr = fr;
     if (d === 0) {
@@ -109,14 +101,14 @@ async function runUntilQuiet(t: Target, p: Program, tds: number[], maxFrames: nu
 }
 
 const REGS: { label: string; offset: number; size: IoSize }[] = [
-  { label: 'USBCMD', offset: REG_USBCMD, size: 2 },
-  { label: 'USBSTS', offset: REG_USBSTS, size: 2 },
-  { label: 'USBINTR', offset: REG_USBINTR, size: 2 },
-  { label: 'FRNUM', offset: REG_FRNUM, size: 2 },
-  { label: 'FLBASEADD', offset: REG_FLBASEADD, size: 4 },
-  { label: 'SOFMOD', offset: REG_SOFMOD, size: 1 },
-  { label: 'PORTSC1', offset: REG_PORTSC1, size: 2 },
-  { label: 'PORTSC2', offset: REG_PORTSC2, size: 2 },
+  { label: 'USBCMD', offset: REG.USBCMD, size: 2 },
+  { label: 'USBSTS', offset: REG.USBSTS, size: 2 },
+  { label: 'USBINTR', offset: REG.USBINTR, size: 2 },
+  { label: 'FRNUM', offset: REG.FRNUM, size: 2 },
+  { label: 'FLBASEADD', offset: REG.FLBASEADD, size: 4 },
+  { label: 'SOFMOD', offset: REG.SOFMOD, size: 1 },
+  { label: 'PORTSC1', offset: REG.PORTSC1, size: 2 },
+  { label: 'PORTSC2', offset: REG.PORTSC2, size: 2 },
 ];
 
 /** Run `p` on `t`; every observation in program order. */
@@ -172,13 +164,13 @@ export async function runProgram(t: Target, p: Program): Promise<Observation[]> 
         break;
       }
       case 'frnumMoves': {
-        const a = await t.portIn(IO_BASE + REG_FRNUM, 2);
+        const a = await t.portIn(IO_BASE + REG.FRNUM, 2);
         let moved = false;
         for (let waited = 0; waited < 200 && !moved; waited += 5) {
           await t.settle(5);
-          moved = (await t.portIn(IO_BASE + REG_FRNUM, 2)) !== a;
+          moved = (await t.portIn(IO_BASE + REG.FRNUM, 2)) !== a;
           // A halted controller: one 5 ms look is enough to call it frozen.
-          if (!moved && ((await t.portIn(IO_BASE + REG_USBSTS, 2)) & STS_HCHALTED)) break;
+          if (!moved && ((await t.portIn(IO_BASE + REG.USBSTS, 2)) & USBSTS.bit.HCHALTED)) break;
         }
         obs.push({ step: i, label: 'FRNUM moves', v: { kind: 'flag', value: moved ? 'moves' : 'frozen' } });
         break;

@@ -11,17 +11,13 @@
 import {
   encodeQh,
   encodeTd,
-  LINK_Q,
-  LINK_T,
-  LINK_VF,
   makeToken,
-  TDC_ACTIVE,
-  TDC_CERR_SHIFT,
-  TDC_IOC,
-  TDC_SPD,
+  LINK,
+  TD_CTRL,
 } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
 import type { IoSize } from './target.js';
+import { PORTSC, USBCMD, REG } from '../../src/uhci/registers.js';
 
 export const IO_BASE = 0xc000;
 export const FL_BASE = 0x100000;
@@ -31,26 +27,6 @@ export const BUF_BASE = 0x102000;
 export const BUF_END = 0x104000;
 /** The anchor QH every frame-list entry points to (set up by the prologue). */
 export const ANCHOR_QH = STRUCT_BASE;
-
-export const REG_USBCMD = 0x00;
-export const REG_USBSTS = 0x02;
-export const REG_USBINTR = 0x04;
-export const REG_FRNUM = 0x06;
-export const REG_FLBASEADD = 0x08;
-export const REG_SOFMOD = 0x0c;
-export const REG_PORTSC1 = 0x10;
-export const REG_PORTSC2 = 0x12;
-
-export const CMD_RS = 1;
-export const CMD_HCRESET = 2;
-export const CMD_GRESET = 4;
-export const CMD_MAXP = 0x80;
-export const CMD_CF = 0x40;
-export const STS_HCHALTED = 0x20;
-export const PORT_CSC = 1 << 1;
-export const PORT_PE = 1 << 2;
-export const PORT_PEC = 1 << 3;
-export const PORT_PR = 1 << 9;
 
 export type Step =
   /** PCI config read of the UHCI function (observed). */
@@ -153,7 +129,7 @@ export class ProgramBuilder {
   private structTop = ANCHOR_QH + 16;
   private bufTop = BUF_BASE;
   /** USBCMD bits the program keeps set besides RS (CF, MAXP, ...). */
-  cmdBits = CMD_MAXP | CMD_CF;
+  cmdBits = USBCMD.bit.MAXP | USBCMD.bit.CF;
 
   constructor(readonly name: string) {
     this.qhs.push(ANCHOR_QH);
@@ -218,22 +194,22 @@ export class ProgramBuilder {
    * Write a chain of TDs; returns their addresses. Each links to the next
    * (Vf per spec); the last links to `tail` (default: terminate).
    */
-  tdChain(specs: TdSpec[], tail: number = LINK_T): number[] {
+  tdChain(specs: TdSpec[], tail: number = LINK.bit.T): number[] {
     const addrs = specs.map(() => this.allocTd());
     specs.forEach((s, i) => {
       const next = i + 1 < addrs.length ? addrs[i + 1]! : tail;
       const nextIsPtr = i + 1 < addrs.length;
-      const link = nextIsPtr ? (next | (s.depthFirst ? LINK_VF : 0)) >>> 0 : next;
+      const link = nextIsPtr ? (next | (s.depthFirst ? LINK.bit.VF : 0)) >>> 0 : next;
       let buffer = 0;
       if (s.maxLen > 0) {
         buffer = this.allocBuf(s.maxLen);
         if (s.data) this.step({ op: 'memWrite', addr: buffer, bytes: s.data.slice(0, s.maxLen) });
       }
       const ctrl =
-        ((s.active ?? true ? TDC_ACTIVE : 0) |
-          (s.ioc ? TDC_IOC : 0) |
-          (s.spd ? TDC_SPD : 0) |
-          ((s.cerr ?? 3) << TDC_CERR_SHIFT) |
+        ((s.active ?? true ? TD_CTRL.bit.ACTIVE : 0) |
+          (s.ioc ? TD_CTRL.bit.IOC : 0) |
+          (s.spd ? TD_CTRL.bit.SPD : 0) |
+          ((s.cerr ?? 3) << TD_CTRL.lsb.CERR) |
           (s.extraCtrl ?? 0)) >>>
         0;
       const token = s.rawToken ?? makeToken(s.pid, s.dev, s.ep, s.toggle ?? 0, s.maxLen);
@@ -276,17 +252,17 @@ export class ProgramBuilder {
   }
 
   /** A QH whose element is `tds` (written as a chain); returns [qh, tds]. */
-  queue(specs: TdSpec[], head: number = LINK_T): { qh: number; tds: number[] } {
+  queue(specs: TdSpec[], head: number = LINK.bit.T): { qh: number; tds: number[] } {
     const qh = this.allocQh();
     const tds = this.tdChain(specs);
-    this.writeQh(qh, head, tds.length ? tds[0]! : LINK_T);
+    this.writeQh(qh, head, tds.length ? tds[0]! : LINK.bit.T);
     return { qh, tds };
   }
 
   /** Point the anchor QH (every frame-list entry) at `head` (QH or TD link) as its next element. */
   hang(head: number, asElement = false): void {
-    if (asElement) this.writeQh(ANCHOR_QH, LINK_T, head);
-    else this.writeQh(ANCHOR_QH, head, LINK_T);
+    if (asElement) this.writeQh(ANCHOR_QH, LINK.bit.T, head);
+    else this.writeQh(ANCHOR_QH, head, LINK.bit.T);
   }
 
   /** Fill all 1024 frame-list entries with `link`. */
@@ -299,14 +275,14 @@ export class ProgramBuilder {
 
   /** Start the schedule, wait until it is quiet, stop it, observe everything. */
   runAndObserve(tds: number[], maxFrames = 64): void {
-    this.ioWrite(REG_USBCMD, 2, this.cmdBits | CMD_RS);
+    this.ioWrite(REG.USBCMD, 2, this.cmdBits | USBCMD.bit.RS);
     this.step({ op: 'runUntilQuiet', tds, maxFrames });
     this.stop();
     this.observe();
   }
 
   stop(): void {
-    this.ioWrite(REG_USBCMD, 2, this.cmdBits);
+    this.ioWrite(REG.USBCMD, 2, this.cmdBits);
     this.wait(3);
   }
 
@@ -314,20 +290,20 @@ export class ProgramBuilder {
    * Port reset and enable (USB 2.0 §7.1.7.5: reset ≥ 10 ms; UHCI DG §2.1.7),
    * then clear the change bits.
    */
-  resetAndEnablePort(reg = REG_PORTSC1): void {
-    this.ioWrite(reg, 2, PORT_PR);
+  resetAndEnablePort(reg = REG.PORTSC1): void {
+    this.ioWrite(reg, 2, PORTSC.bit.PR);
     this.wait(10);
     this.ioWrite(reg, 2, 0);
     this.wait(1);
-    this.ioWrite(reg, 2, PORT_PE);
-    this.ioWrite(reg, 2, PORT_PE | PORT_CSC | PORT_PEC);
+    this.ioWrite(reg, 2, PORTSC.bit.PE);
+    this.ioWrite(reg, 2, PORTSC.bit.PE | PORTSC.bit.CSC | PORTSC.bit.PEC);
     this.ioRead(reg, 2);
   }
 
   /** Run one control transfer to completion on the anchor and observe. */
   controlTransfer(c: ControlSpec, maxFrames = 64): number[] {
     const { qh, tds } = this.queue(this.controlTds(c));
-    this.hang(qh | LINK_Q);
+    this.hang(qh | LINK.bit.Q);
     this.runAndObserve(tds, maxFrames);
     return tds;
   }
@@ -342,19 +318,19 @@ export class ProgramBuilder {
 export function prologue(b: ProgramBuilder): void {
   b.step({ op: 'cfgWrite', offset: 0x20, size: 4, value: IO_BASE | 1 });
   b.step({ op: 'cfgWrite', offset: 0x04, size: 2, value: 0x0005 });
-  b.ioWrite(REG_USBCMD, 2, 0);
+  b.ioWrite(REG.USBCMD, 2, 0);
   b.wait(2);
-  b.ioWrite(REG_USBCMD, 2, CMD_GRESET);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.GRESET);
   b.wait(10);
-  b.ioWrite(REG_USBCMD, 2, 0);
-  b.ioWrite(REG_USBCMD, 2, CMD_HCRESET);
+  b.ioWrite(REG.USBCMD, 2, 0);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.HCRESET);
   b.wait(1);
-  b.ioWrite(REG_USBINTR, 2, 0);
-  b.ioWrite(REG_FRNUM, 2, 0);
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
-  b.ioWrite(REG_SOFMOD, 1, 64);
+  b.ioWrite(REG.USBINTR, 2, 0);
+  b.ioWrite(REG.FRNUM, 2, 0);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
+  b.ioWrite(REG.SOFMOD, 1, 64);
   b.step({ op: 'memFill', addr: STRUCT_BASE, len: BUF_END - STRUCT_BASE, byte: 0 });
-  b.writeQh(ANCHOR_QH, LINK_T, LINK_T);
-  b.frameListAll(ANCHOR_QH | LINK_Q);
-  b.ioWrite(REG_FLBASEADD, 4, FL_BASE);
+  b.writeQh(ANCHOR_QH, LINK.bit.T, LINK.bit.T);
+  b.frameListAll(ANCHOR_QH | LINK.bit.Q);
+  b.ioWrite(REG.FLBASEADD, 4, FL_BASE);
 }

@@ -5,26 +5,18 @@
  * its name (`gen:<kind>#<seed>`).
  */
 import fc from 'fast-check';
-import { LINK_Q, LINK_T, makeToken, TDC_LS } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
 import {
-  CMD_GRESET,
-  CMD_HCRESET,
-  CMD_RS,
   prologue,
   ProgramBuilder,
-  REG_FRNUM,
-  REG_PORTSC1,
-  REG_PORTSC2,
-  REG_USBCMD,
-  REG_USBINTR,
-  REG_USBSTS,
   setupPacket,
   type ControlSpec,
   type Program,
   type TdSpec,
 } from './program.js';
 import type { IoSize } from './target.js';
+import { USBCMD, REG } from '../../src/uhci/registers.js';
 
 // USB 2.0 §9.4 standard requests and HID 1.11 §7.2 class requests.
 const GET_STATUS = 0;
@@ -102,17 +94,17 @@ function cfgBars(): Program {
   }
   // I/O decoding follows the command register: off → the BAR's ports float.
   b.step({ op: 'cfgWrite', offset: 0x04, size: 2, value: 0x0004 });
-  b.ioRead(REG_USBSTS, 2);
-  b.ioRead(REG_PORTSC1, 2);
+  b.ioRead(REG.USBSTS, 2);
+  b.ioRead(REG.PORTSC1, 2);
   b.step({ op: 'cfgWrite', offset: 0x04, size: 2, value: 0x0005 });
-  b.ioRead(REG_USBSTS, 2);
-  b.ioRead(REG_PORTSC1, 2);
+  b.ioRead(REG.USBSTS, 2);
+  b.ioRead(REG.PORTSC1, 2);
   // Move the BAR and look at both windows.
   b.step({ op: 'cfgWrite', offset: 0x20, size: 4, value: 0xd001 });
   b.step({ op: 'cfgRead', offset: 0x20, size: 4 });
-  b.ioRead(REG_USBSTS, 2);
+  b.ioRead(REG.USBSTS, 2);
   b.step({ op: 'cfgWrite', offset: 0x20, size: 4, value: 0xc001 });
-  b.ioRead(REG_USBSTS, 2);
+  b.ioRead(REG.USBSTS, 2);
   return b.build();
 }
 
@@ -130,7 +122,7 @@ function ioWriteOnce(size: IoSize, off: number, pattern: number, tag: string): P
   const b = start(`hand:io-write/${size}@0x${off.toString(16)}=${tag}`);
   let v = pattern & [0, 0xff, 0xffff, 0, 0xffffffff][size]!;
   // Never start the schedule from a poke: RS would make FRNUM timing dependent.
-  if (off === 0) v &= ~CMD_RS;
+  if (off === 0) v &= ~USBCMD.bit.RS;
   b.ioWrite(off, size, v >>> 0);
   b.observe(true);
   return b.build();
@@ -170,7 +162,7 @@ function enumerateFully(): Program {
   b.controlTransfer({ dev: 5, setup: setupPacket(0xa1, HID_GET_REPORT, 0x0100, 0, 8), packet: 8, spd: true });
   // Interrupt IN polling: no input events, so the tablet NAKs (HID 1.11 §7.2.4 idle = 0).
   const { qh, tds } = b.queue([{ pid: PID_IN, dev: 5, ep: 1, maxLen: 8, ioc: true }]);
-  b.hang(qh | LINK_Q);
+  b.hang(qh | LINK.bit.Q);
   b.runAndObserve(tds, 32);
   return b.build();
 }
@@ -178,20 +170,20 @@ function enumerateFully(): Program {
 function frnumProgram(): Program {
   const b = start('hand:frnum');
   b.step({ op: 'frnumMoves' });
-  b.ioWrite(REG_FRNUM, 2, 0x3ff);
-  b.ioRead(REG_FRNUM, 2);
-  b.ioWrite(REG_FRNUM, 2, 0xffff);
-  b.ioRead(REG_FRNUM, 2);
-  b.ioWrite(REG_USBCMD, 2, CMD_RS);
+  b.ioWrite(REG.FRNUM, 2, 0x3ff);
+  b.ioRead(REG.FRNUM, 2);
+  b.ioWrite(REG.FRNUM, 2, 0xffff);
+  b.ioRead(REG.FRNUM, 2);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.RS);
   b.step({ op: 'frnumMoves' });
-  b.ioRead(REG_USBSTS, 2);
-  b.ioRead(REG_USBCMD, 2);
+  b.ioRead(REG.USBSTS, 2);
+  b.ioRead(REG.USBCMD, 2);
   b.stop();
   b.step({ op: 'frnumMoves' });
   b.observe();
   // HCRESET while halted: what happens to FRNUM (QEMU keeps it, UHCI DG §2.1.1 says reset).
-  b.ioWrite(REG_FRNUM, 2, 0x123);
-  b.ioWrite(REG_USBCMD, 2, CMD_HCRESET);
+  b.ioWrite(REG.FRNUM, 2, 0x123);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.HCRESET);
   b.wait(1);
   b.observe(true);
   return b.build();
@@ -199,49 +191,49 @@ function frnumProgram(): Program {
 
 function errorsProgram(): Program {
   const b = start('hand:errors');
-  b.ioWrite(REG_USBINTR, 2, 0xf);
+  b.ioWrite(REG.USBINTR, 2, 0xf);
   b.resetAndEnablePort();
   // No device at address 77: CRC/timeout (UHCI DG §3.2.2; QEMU retires the TD at once).
   const nodev = b.queue([{ pid: PID_IN, dev: 77, ep: 0, maxLen: 8, cerr: 3, ioc: true }]);
-  b.hang(nodev.qh | LINK_Q);
+  b.hang(nodev.qh | LINK.bit.Q);
   b.runAndObserve(nodev.tds);
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
   // Bad request: the device stalls the SETUP stage.
   b.controlTransfer({ dev: 0, setup: setupPacket(0x80, 0x77, 0, 0, 8), packet: 8 });
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
   // Endpoint the tablet does not have.
   const badEp = b.queue([{ pid: PID_IN, dev: 0, ep: 3, maxLen: 8, ioc: true }]);
-  b.hang(badEp.qh | LINK_Q);
+  b.hang(badEp.qh | LINK.bit.Q);
   b.runAndObserve(badEp.tds);
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
   // Invalid PID: host controller process error, the controller halts.
   const bad = b.queue([{ pid: 0, dev: 0, ep: 0, maxLen: 8, rawToken: makeToken(0xa5, 0, 0, 0, 8) }]);
-  b.hang(bad.qh | LINK_Q);
+  b.hang(bad.qh | LINK.bit.Q);
   b.runAndObserve(bad.tds);
   return b.build();
 }
 
 function setupToDataEndpointProgram(): Program {
   const b = start('hand:setup-to-endpoint-1');
-  b.ioWrite(REG_USBINTR, 2, 0xf);
+  b.ioWrite(REG.USBINTR, 2, 0xf);
   enumerate(b, 6, true);
   // SETUP is only defined for control endpoints (USB 2.0 §8.5.3). QEMU 7.2.21+
   // (CVE-2024-8354 fix, upstream d0af3cd0274e) treats SETUP to endpoint ≠ 0 like
   // an invalid PID: HCPE and RS cleared.
   const q = b.queue([{ pid: PID_SETUP, dev: 6, ep: 1, maxLen: 8, data: getDescriptor(DT_DEVICE, 0, 8), ioc: true }]);
-  b.hang(q.qh | LINK_Q);
+  b.hang(q.qh | LINK.bit.Q);
   b.runAndObserve(q.tds);
   return b.build();
 }
 
 function shortPacketProgram(): Program {
   const b = start('hand:short-packet');
-  b.ioWrite(REG_USBINTR, 2, 0xf);
+  b.ioWrite(REG.USBINTR, 2, 0xf);
   b.resetAndEnablePort();
   // 64-byte request in 8-byte TDs with SPD: the 18-byte device descriptor ends
   // short in the third TD and the queue stops there (UHCI DG §3.2.2 SPD).
   b.controlTransfer({ dev: 0, setup: getDescriptor(DT_DEVICE, 0, 64), packet: 8, spd: true, ioc: 'all' });
-  b.ioWrite(REG_USBSTS, 2, 0x3f);
+  b.ioWrite(REG.USBSTS, 2, 0x3f);
   // The same without SPD: the queue runs through.
   b.controlTransfer({ dev: 0, setup: getDescriptor(DT_DEVICE, 0, 64), packet: 8, spd: false });
   return b.build();
@@ -249,24 +241,24 @@ function shortPacketProgram(): Program {
 
 function iocInactiveProgram(): Program {
   const b = start('hand:ioc-on-inactive');
-  b.ioWrite(REG_USBINTR, 2, 0x4);
+  b.ioWrite(REG.USBINTR, 2, 0x4);
   // An inactive TD with IOC straight in the frame list still interrupts.
   const [td] = b.tdChain([{ pid: PID_IN, dev: 9, ep: 0, maxLen: 8, ioc: true, active: false }]);
   b.frameListAll(td!);
   b.runAndObserve([td!], 16);
-  b.ioWrite(REG_USBSTS, 2, 0x1);
+  b.ioWrite(REG.USBSTS, 2, 0x1);
   b.observe();
   return b.build();
 }
 
 function portDisabledProgram(): Program {
   const b = start('hand:port-disabled');
-  b.ioWrite(REG_USBINTR, 2, 0x1);
+  b.ioWrite(REG.USBINTR, 2, 0x1);
   // The tablet is connected but its port is not enabled: no device answers.
   b.controlTransfer({ dev: 0, setup: getDescriptor(DT_DEVICE, 0, 8), packet: 8 });
   // Port 2 has nothing connected: PE cannot be set.
-  b.ioWrite(REG_PORTSC2, 2, 0x0004);
-  b.ioRead(REG_PORTSC2, 2);
+  b.ioWrite(REG.PORTSC2, 2, 0x0004);
+  b.ioRead(REG.PORTSC2, 2);
   return b.build();
 }
 
@@ -287,8 +279,8 @@ function breadthDepthProgram(depth: boolean): Program {
   b.controlTransfer({ dev: 0, setup: setupPacket(0x00, SET_ADDRESS, 3, 0, 0), packet: 8 });
   b.controlTransfer({ dev: 3, setup: setupPacket(0x00, SET_CONFIGURATION, 1, 0, 0), packet: 8 });
   const q2 = b.queue([{ pid: PID_IN, dev: 3, ep: 1, maxLen: 8 }]);
-  const q1 = b.queue(b.controlTds({ dev: 3, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8, depthFirst: depth }), q2.qh | LINK_Q);
-  b.hang(q1.qh | LINK_Q);
+  const q1 = b.queue(b.controlTds({ dev: 3, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8, depthFirst: depth }), q2.qh | LINK.bit.Q);
+  b.hang(q1.qh | LINK.bit.Q);
   b.runAndObserve([...q1.tds], 64);
   return b.build();
 }
@@ -301,7 +293,7 @@ function toggleMismatchProgram(): Program {
   const specs = b.controlTds({ dev: 0, setup: getDescriptor(DT_DEVICE, 0, 18), packet: 8 });
   specs.forEach((s) => (s.toggle = 0));
   const { qh, tds } = b.queue(specs);
-  b.hang(qh | LINK_Q);
+  b.hang(qh | LINK.bit.Q);
   b.runAndObserve(tds);
   return b.build();
 }
@@ -309,9 +301,9 @@ function toggleMismatchProgram(): Program {
 function globalResetProgram(): Program {
   const b = start('hand:global-reset');
   enumerate(b, 4, true);
-  b.ioWrite(REG_USBCMD, 2, CMD_GRESET);
+  b.ioWrite(REG.USBCMD, 2, USBCMD.bit.GRESET);
   b.wait(10);
-  b.ioWrite(REG_USBCMD, 2, 0);
+  b.ioWrite(REG.USBCMD, 2, 0);
   b.observe();
   // After the bus reset the tablet is back at address 0.
   b.resetAndEnablePort();
@@ -323,21 +315,20 @@ function globalResetProgram(): Program {
 function suspendResumeProgram(): Program {
   const b = start('hand:suspend-resume');
   b.resetAndEnablePort();
-  b.ioWrite(REG_PORTSC1, 2, 0x1004);
-  b.ioRead(REG_PORTSC1, 2);
-  b.ioWrite(REG_USBCMD, 2, 0x0008);
-  b.ioRead(REG_USBCMD, 2);
-  b.ioRead(REG_USBSTS, 2);
-  b.ioWrite(REG_PORTSC1, 2, 0x1044);
-  b.ioWrite(REG_USBCMD, 2, 0x0008);
+  b.ioWrite(REG.PORTSC1, 2, 0x1004);
+  b.ioRead(REG.PORTSC1, 2);
+  b.ioWrite(REG.USBCMD, 2, 0x0008);
+  b.ioRead(REG.USBCMD, 2);
+  b.ioRead(REG.USBSTS, 2);
+  b.ioWrite(REG.PORTSC1, 2, 0x1044);
+  b.ioWrite(REG.USBCMD, 2, 0x0008);
   b.observe();
-  b.ioWrite(REG_USBCMD, 2, 0x0010);
-  b.ioWrite(REG_USBCMD, 2, 0);
-  b.ioWrite(REG_PORTSC1, 2, 0x0004);
+  b.ioWrite(REG.USBCMD, 2, 0x0010);
+  b.ioWrite(REG.USBCMD, 2, 0);
+  b.ioWrite(REG.PORTSC1, 2, 0x0004);
   b.observe();
   return b.build();
 }
-
 
 function loopingScheduleProgram(): Program {
   const b = start('hand:looping-schedule');
@@ -348,25 +339,25 @@ function loopingScheduleProgram(): Program {
   const qb = b.allocQh();
   const ctl = b.tdChain(b.controlTds({ dev: 2, setup: getDescriptor(DT_CONFIG, 0, 34), packet: 8 }));
   const poll = b.tdChain([{ pid: PID_IN, dev: 2, ep: 1, maxLen: 4 }]);
-  b.writeQh(qa, qb | LINK_Q, ctl[0]!);
-  b.writeQh(qb, qa | LINK_Q, poll[0]!);
-  b.hang(qa | LINK_Q);
+  b.writeQh(qa, qb | LINK.bit.Q, ctl[0]!);
+  b.writeQh(qb, qa | LINK.bit.Q, poll[0]!);
+  b.hang(qa | LINK.bit.Q);
   b.runAndObserve(ctl, 64);
   return b.build();
 }
 
 function bandwidthProgram(): Program {
   const b = start('hand:bandwidth');
-  b.ioWrite(REG_USBINTR, 2, 0x4);
+  b.ioWrite(REG.USBINTR, 2, 0x4);
   b.resetAndEnablePort();
   // 24 queues of 64-byte reads: more than a frame's 1280-byte budget, so the
   // work spreads over frames; the end state must still be complete.
-  let next: number = LINK_T;
+  let next: number = LINK.bit.T;
   const all: number[] = [];
   for (let i = 0; i < 24; i++) {
     const q = b.queue(b.controlTds({ dev: 0, setup: getDescriptor(DT_CONFIG, 0, 64), packet: 64, ioc: i === 0 ? 'last' : 'none' }), next);
     all.push(...q.tds);
-    next = q.qh | LINK_Q;
+    next = q.qh | LINK.bit.Q;
   }
   b.hang(next);
   b.runAndObserve(all, 96);
@@ -413,7 +404,7 @@ function pokesProgram(seed: number): Program {
   for (const p of pokes!) {
     if (p.write) {
       let v = p.value & [0, 0xff, 0xffff, 0, 0xffffffff][p.size]!;
-      if (p.offset === 0) v &= ~CMD_RS;
+      if (p.offset === 0) v &= ~USBCMD.bit.RS;
       b.ioWrite(p.offset, p.size, v >>> 0);
     } else {
       b.ioRead(p.offset, p.size);
@@ -481,7 +472,7 @@ function controlProgram(seed: number): Program {
   const [plan] = fc.sample(controlPlanArb, { seed, numRuns: 1 });
   const p = plan!;
   const b = start(`gen:control#${seed}`);
-  b.ioWrite(REG_USBINTR, 2, p.intr);
+  b.ioWrite(REG.USBINTR, 2, p.intr);
   enumerate(b, p.addr, p.configure);
   for (const r of p.requests) {
     const c: ControlSpec = {
@@ -496,7 +487,7 @@ function controlProgram(seed: number): Program {
       noStatus: r.noStatus === 0,
     };
     b.controlTransfer(c, 64);
-    b.ioWrite(REG_USBSTS, 2, 0x1f);
+    b.ioWrite(REG.USBSTS, 2, 0x1f);
   }
   return b.build();
 }
@@ -531,7 +522,7 @@ function scheduleProgram(seed: number): Program {
   const [plan] = fc.sample(schedulePlanArb, { seed, numRuns: 1 });
   const p = plan!;
   const b = start(`gen:schedule#${seed}`);
-  b.ioWrite(REG_USBINTR, 2, p.intr);
+  b.ioWrite(REG.USBINTR, 2, p.intr);
   if (p.portEnabled) enumerate(b, p.addr, p.configure);
   const addrFor = (sel: number): number => (sel === 0 ? 0 : sel === 1 ? (p.addr + 7) & 0x7f : p.addr);
   const specs = (tds: typeof p.queues[number]): TdSpec[] =>
@@ -547,7 +538,7 @@ function scheduleProgram(seed: number): Program {
       cerr: t.cerr,
       active: t.active,
       depthFirst: t.depthFirst,
-      extraCtrl: t.ls ? TDC_LS : 0,
+      extraCtrl: t.ls ? TD_CTRL.bit.LS : 0,
     }));
   const all: number[] = [];
   if (p.direct) {
@@ -556,11 +547,11 @@ function scheduleProgram(seed: number): Program {
     all.push(...tds);
     b.frameListAll(tds[0]!);
   } else {
-    let next: number = LINK_T;
+    let next: number = LINK.bit.T;
     for (let i = p.queues.length - 1; i >= 0; i--) {
       const q = b.queue(specs(p.queues[i]!), next);
       all.push(...q.tds);
-      next = q.qh | LINK_Q;
+      next = q.qh | LINK.bit.Q;
     }
     b.hang(next);
   }

@@ -7,7 +7,7 @@
  * work (an idle tablet polled by one interrupt IN TD in the 8 ms queue),
  * and the quiescent-replay tests to drive the model as Linux does.
  */
-import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_SPD, makeToken } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { PID_IN } from '../../src/usb/packet.js';
 import type { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
 import { InProcessBus } from '../../src/guest/model-bus.js';
@@ -48,20 +48,20 @@ export async function installLinuxSchedule(mem: MemWriter, base: number, devAddr
   const tabletTd = qhBase + 0x100;
   const tabletBuf = qhBase + 0x140;
   // intN → int(N/2) … int1 → ls control → fs control → bulk → term (FSBR off: term ends).
-  for (let k = 7; k >= 1; k--) await mem.writeMem(intQh[k]!, u32s([intQh[k - 1]! | LINK_Q, LINK_T]));
-  await mem.writeMem(intQh[0]!, u32s([lsControlQh | LINK_Q, LINK_T]));
-  await mem.writeMem(lsControlQh, u32s([controlQh | LINK_Q, LINK_T]));
-  await mem.writeMem(controlQh, u32s([bulkQh | LINK_Q, LINK_T]));
-  await mem.writeMem(bulkQh, u32s([termQh | LINK_Q, LINK_T]));
-  await mem.writeMem(termQh, u32s([LINK_T, LINK_T]));
+  for (let k = 7; k >= 1; k--) await mem.writeMem(intQh[k]!, u32s([intQh[k - 1]! | LINK.bit.Q, LINK.bit.T]));
+  await mem.writeMem(intQh[0]!, u32s([lsControlQh | LINK.bit.Q, LINK.bit.T]));
+  await mem.writeMem(lsControlQh, u32s([controlQh | LINK.bit.Q, LINK.bit.T]));
+  await mem.writeMem(controlQh, u32s([bulkQh | LINK.bit.Q, LINK.bit.T]));
+  await mem.writeMem(bulkQh, u32s([termQh | LINK.bit.Q, LINK.bit.T]));
+  await mem.writeMem(termQh, u32s([LINK.bit.T, LINK.bit.T]));
   // The tablet's interrupt TD sits in the 8 ms queue (bInterval 10 → 8 in Linux).
-  await mem.writeMem(tabletTd, u32s([LINK_T, (3 << TDC_CERR_SHIFT) | TDC_ACTIVE | TDC_SPD | 0x7ff, makeToken(PID_IN, devAddr, endpoint, 0, maxPacket), tabletBuf]));
+  await mem.writeMem(tabletTd, u32s([LINK.bit.T, (3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | TD_CTRL.bit.SPD | 0x7ff, makeToken(PID_IN, devAddr, endpoint, 0, maxPacket), tabletBuf]));
   await mem.writeMem(intQh[3]! + 4, u32s([tabletTd]));
   const words: number[] = [];
   for (let i = 0; i < 1024; i++) {
     let k = 0;
     while (k < 7 && i % (2 << k) === 0) k++;
-    words.push(intQh[k]! | LINK_Q);
+    words.push(intQh[k]! | LINK.bit.Q);
   }
   await mem.writeMem(frameList, u32s(words));
   return { frameList, intQh, controlQh, bulkQh, termQh, tabletTd };
@@ -102,7 +102,7 @@ export async function idleTabletGuest(fn: UhciPciFunction, mem: FlatMemory, cloc
  */
 export async function suspendLikeLinux(bus: GuestBus, driver: UhciGuestDriver, dev: EnumeratedDevice, sched: LinuxSchedule): Promise<void> {
   const io = driver.ioBase;
-  await bus.writeMem(sched.intQh[3]! + 4, u32s([LINK_T]));
+  await bus.writeMem(sched.intQh[3]! + 4, u32s([LINK.bit.T]));
   // The control transfer runs on the driver's own frame list for a moment.
   await bus.outl(io + 0x08, driver.layout.frameList);
   await driver.control(dev.address, dev.lowSpeed, dev.maxPacket0, { bmRequestType: 0x00, bRequest: 3, wValue: 1, wIndex: 0, wLength: 0 });

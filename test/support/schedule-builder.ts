@@ -1,5 +1,5 @@
 import { FlatMemory } from '../../src/platform/memory.js';
-import { LINK_Q, LINK_T, LINK_VF, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_IOC, TDC_SPD, TDC_LS, TDC_IOS, makeToken } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 
 /** Lays out a UHCI schedule in a FlatMemory for tests. */
 export class ScheduleBuilder {
@@ -13,7 +13,7 @@ export class ScheduleBuilder {
     this.clearFrameList();
   }
   clearFrameList(): void {
-    for (let i = 0; i < 1024; i++) this.mem.writeU32(this.flBase + i * 4, LINK_T);
+    for (let i = 0; i < 1024; i++) this.mem.writeU32(this.flBase + i * 4, LINK.bit.T);
   }
   alloc(size: number, align = 16): number {
     this.next = (this.next + align - 1) & ~(align - 1);
@@ -26,7 +26,7 @@ export class ScheduleBuilder {
     if (frame === undefined) for (let i = 0; i < 1024; i++) this.mem.writeU32(this.flBase + i * 4, link);
     else this.mem.writeU32(this.flBase + (frame & 0x3ff) * 4, link);
   }
-  qh(head = LINK_T, element = LINK_T): number {
+  qh(head = LINK.bit.T, element = LINK.bit.T): number {
     const a = this.alloc(16);
     this.mem.writeU32(a, head);
     this.mem.writeU32(a + 4, element);
@@ -48,13 +48,13 @@ export class ScheduleBuilder {
     active?: boolean;
   }): number {
     const a = this.alloc(32);
-    let ctrl = ((opts.cerr ?? 3) << TDC_CERR_SHIFT) | 0x7ff;
-    if (opts.active !== false) ctrl |= TDC_ACTIVE;
-    if (opts.ioc) ctrl |= TDC_IOC;
-    if (opts.spd) ctrl |= TDC_SPD;
-    if (opts.ls) ctrl |= TDC_LS;
-    if (opts.iso) ctrl |= TDC_IOS;
-    this.mem.writeU32(a, opts.link ?? LINK_T);
+    let ctrl = ((opts.cerr ?? 3) << TD_CTRL.lsb.CERR) | 0x7ff;
+    if (opts.active !== false) ctrl |= TD_CTRL.bit.ACTIVE;
+    if (opts.ioc) ctrl |= TD_CTRL.bit.IOC;
+    if (opts.spd) ctrl |= TD_CTRL.bit.SPD;
+    if (opts.ls) ctrl |= TD_CTRL.bit.LS;
+    if (opts.iso) ctrl |= TD_CTRL.bit.IOS;
+    this.mem.writeU32(a, opts.link ?? LINK.bit.T);
     this.mem.writeU32(a + 4, ctrl >>> 0);
     this.mem.writeU32(a + 8, makeToken(opts.pid, opts.dev ?? 0, opts.ep ?? 0, opts.toggle ?? 0, opts.maxLen));
     this.mem.writeU32(a + 12, opts.buffer ?? 0);
@@ -78,9 +78,9 @@ export class ScheduleBuilder {
     return [...b];
   }
   static q(addr: number): number {
-    return (addr | LINK_Q) >>> 0;
+    return (addr | LINK.bit.Q) >>> 0;
   }
   static vf(addr: number): number {
-    return (addr | LINK_VF) >>> 0;
+    return (addr | LINK.bit.VF) >>> 0;
   }
 }

@@ -14,8 +14,8 @@ import { MemorySink, type TraceSink } from '../../src/trace/sink.js';
 import { createDevice } from '../../src/usb/devices.js';
 import { FakeDevice } from '../support/fake-device.js';
 import { ScheduleBuilder } from '../support/schedule-builder.js';
-import { LINK_T, TDC_ACTIVE } from '../../src/uhci/descriptors.js';
 import { PID_IN } from '../../src/usb/packet.js';
+import { LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 
 export interface Recorded {
   bytes: Uint8Array;
@@ -113,7 +113,7 @@ export async function recordAsyncScenario(): Promise<Recorded & { fake: FakeDevi
   const td2 = sb.td({ pid: PID_IN, ep: 1, toggle: 1, maxLen: 8, buffer: buf });
   mem.writeU32(qh + 4, td2);
   clock.advance(2_000_000);
-  mem.writeU32(td2 + 4, sb.ctrlOf(td2) & ~TDC_ACTIVE);
+  mem.writeU32(td2 + 4, sb.ctrlOf(td2) & ~TD_CTRL.bit.ACTIVE);
   clock.advance(2_000_000);
 
   // 3: async, then the guest unlinks it: cancelled once unseen long enough.
@@ -121,7 +121,7 @@ export async function recordAsyncScenario(): Promise<Recorded & { fake: FakeDevi
   const td3 = sb.td({ pid: PID_IN, ep: 1, maxLen: 8, buffer: buf });
   mem.writeU32(qh + 4, td3);
   clock.advance(2_000_000);
-  mem.writeU32(qh + 4, LINK_T);
+  mem.writeU32(qh + 4, LINK.bit.T);
   clock.advance(40_000_000);
 
   // Device-side events: activity and a remote wakeup, then unplug.

@@ -3,9 +3,9 @@ import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory } from '../../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../../src/uhci/controller.js';
 import { PID_IN, PID_OUT, PID_SETUP } from '../../src/usb/packet.js';
-import { TDC_ACTIVE, TDC_CRCTO, TDC_NAK, TDC_STALLED, TDC_BABBLE, TDC_CERR_MASK, LINK_T } from '../../src/uhci/descriptors.js';
 import { FakeDevice } from '../support/fake-device.js';
 import { ScheduleBuilder } from '../support/schedule-builder.js';
+import { LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 
 function setup(opts: { mem?: number } = {}) {
   const mem = new FlatMemory(opts.mem ?? 0x100000);
@@ -161,7 +161,7 @@ describe('frame clock', () => {
     const tds: number[] = [];
     for (let f = 0; f < 100; f++) {
       const buf = sb.buffer([f]);
-      const td = sb.td({ pid: PID_OUT, dev: 1, ep: 2, maxLen: 1, buffer: buf, iso: true, link: LINK_T });
+      const td = sb.td({ pid: PID_OUT, dev: 1, ep: 2, maxLen: 1, buffer: buf, iso: true, link: LINK.bit.T });
       sb.setFrame(td, f);
       tds.push(td);
     }
@@ -170,7 +170,7 @@ describe('frame clock', () => {
     clock.advance(100 * FRAME_NS);
     expect(hc.ioRead(0x06, 2)).toBe(100);
     expect(dev.seen.map((s) => s.data[0])).toEqual([...Array(100).keys()]);
-    for (const td of tds) expect(mem.readU32(td + 4) & TDC_ACTIVE).toBe(0);
+    for (const td of tds) expect(mem.readU32(td + 4) & TD_CTRL.bit.ACTIVE).toBe(0);
   });
 });
 
@@ -185,7 +185,7 @@ describe('schedule engine (UHCI DG §3)', () => {
     const tdStatus = sb.td({ pid: PID_OUT, maxLen: 0, toggle: 1, ioc: true });
     const tdData = sb.td({ pid: PID_IN, maxLen: 8, toggle: 1, buffer: inBuf, link: ScheduleBuilder.vf(tdStatus) });
     const tdSetup = sb.td({ pid: PID_SETUP, maxLen: 8, buffer: setup8, link: ScheduleBuilder.vf(tdData) });
-    const qh = sb.qh(LINK_T, tdSetup);
+    const qh = sb.qh(LINK.bit.T, tdSetup);
     sb.setFrame(ScheduleBuilder.q(qh));
     hc.ioWrite(0x04, 2, 0x4);
     start(hc, sb);
@@ -193,7 +193,7 @@ describe('schedule engine (UHCI DG §3)', () => {
     expect(dev.seen.map((s) => s.pid)).toEqual([PID_SETUP, PID_IN, PID_OUT]);
     expect(dev.seen[0]!.data).toEqual([0x80, 6, 0, 1, 0, 0, 18, 0]);
     expect(sb.bytes(inBuf, 8)).toEqual([0x12, 0x01, 0x10, 0x01, 0, 0, 0, 8]);
-    expect(mem.readU32(qh + 4)).toBe(LINK_T);
+    expect(mem.readU32(qh + 4)).toBe(LINK.bit.T);
     expect(sb.ctrlOf(tdData) & 0x7ff).toBe(7); // actual length 8 → 7
     expect(sb.ctrlOf(tdStatus) & 0x7ff).toBe(0x7ff); // zero length
     expect(hc.ioRead(0x02, 2) & 1).toBe(1);
@@ -212,13 +212,13 @@ describe('schedule engine (UHCI DG §3)', () => {
     b.fallback = { status: 'ack' };
     const tdA = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 4, buffer: sb.buffer(4) });
     const tdB = sb.td({ pid: PID_OUT, dev: 2, ep: 1, maxLen: 2, buffer: sb.buffer([1, 2]) });
-    const qhB = sb.qh(LINK_T, tdB);
+    const qhB = sb.qh(LINK.bit.T, tdB);
     const qhA = sb.qh(ScheduleBuilder.q(qhB), tdA);
     sb.setFrame(ScheduleBuilder.q(qhA));
     start(hc, sb);
     clock.advance(FRAME_NS);
-    expect(sb.ctrlOf(tdA) & (TDC_ACTIVE | TDC_NAK)).toBe(TDC_ACTIVE | TDC_NAK);
-    expect(sb.ctrlOf(tdB) & TDC_ACTIVE).toBe(0);
+    expect(sb.ctrlOf(tdA) & (TD_CTRL.bit.ACTIVE | TD_CTRL.bit.NAK)).toBe(TD_CTRL.bit.ACTIVE | TD_CTRL.bit.NAK);
+    expect(sb.ctrlOf(tdB) & TD_CTRL.bit.ACTIVE).toBe(0);
   });
 
   test('short packet with SPD stops the queue without advancing the QH, raises the SP interrupt', () => {
@@ -228,13 +228,13 @@ describe('schedule engine (UHCI DG §3)', () => {
     dev.script = [{ status: 'ack', data: [1, 2, 3] }];
     const td2 = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 8, buffer: sb.buffer(8), toggle: 1 });
     const td1 = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 8, buffer: sb.buffer(8), spd: true, link: ScheduleBuilder.vf(td2) });
-    const qh = sb.qh(LINK_T, td1);
+    const qh = sb.qh(LINK.bit.T, td1);
     sb.setFrame(ScheduleBuilder.q(qh));
     hc.ioWrite(0x04, 2, 0x8);
     start(hc, sb);
     clock.advance(FRAME_NS);
     expect(sb.ctrlOf(td1) & 0x7ff).toBe(2);
-    expect(sb.ctrlOf(td1) & TDC_ACTIVE).toBe(0);
+    expect(sb.ctrlOf(td1) & TD_CTRL.bit.ACTIVE).toBe(0);
     expect(mem.readU32(qh + 4)).toBe(td1);
     expect(dev.seen.length).toBe(1);
     expect(irq.level).toBe(true);
@@ -247,11 +247,11 @@ describe('schedule engine (UHCI DG §3)', () => {
     hc.ioWrite(0x04, 2, 0x1);
     start(hc, sb);
     clock.advance(FRAME_NS);
-    expect((sb.ctrlOf(td) & TDC_CERR_MASK) >>> 27).toBe(2);
-    expect(sb.ctrlOf(td) & TDC_ACTIVE).toBe(TDC_ACTIVE);
+    expect((sb.ctrlOf(td) & TD_CTRL.bit.CERR) >>> 27).toBe(2);
+    expect(sb.ctrlOf(td) & TD_CTRL.bit.ACTIVE).toBe(TD_CTRL.bit.ACTIVE);
     expect(irq.level).toBe(false);
     clock.advance(2 * FRAME_NS);
-    expect(sb.ctrlOf(td) & (TDC_ACTIVE | TDC_CRCTO | TDC_CERR_MASK)).toBe(TDC_CRCTO);
+    expect(sb.ctrlOf(td) & (TD_CTRL.bit.ACTIVE | TD_CTRL.bit.CRCTO | TD_CTRL.bit.CERR)).toBe(TD_CTRL.bit.CRCTO);
     expect(hc.ioRead(0x02, 2) & 2).toBe(2);
     expect(irq.level).toBe(true);
   });
@@ -267,9 +267,9 @@ describe('schedule engine (UHCI DG §3)', () => {
     sb.setFrame(td1, 0);
     start(hc, sb);
     clock.advance(FRAME_NS);
-    expect(sb.ctrlOf(td1) & (TDC_ACTIVE | TDC_STALLED)).toBe(TDC_STALLED);
-    expect(sb.ctrlOf(td2) & (TDC_ACTIVE | TDC_STALLED | TDC_BABBLE)).toBe(TDC_STALLED | TDC_BABBLE);
-    expect(sb.ctrlOf(td3) & TDC_ACTIVE).toBe(TDC_ACTIVE); // frame ended at the babble
+    expect(sb.ctrlOf(td1) & (TD_CTRL.bit.ACTIVE | TD_CTRL.bit.STALLED)).toBe(TD_CTRL.bit.STALLED);
+    expect(sb.ctrlOf(td2) & (TD_CTRL.bit.ACTIVE | TD_CTRL.bit.STALLED | TD_CTRL.bit.BABBLE)).toBe(TD_CTRL.bit.STALLED | TD_CTRL.bit.BABBLE);
+    expect(sb.ctrlOf(td3) & TD_CTRL.bit.ACTIVE).toBe(TD_CTRL.bit.ACTIVE); // frame ended at the babble
   });
 
   test('async device: TD stays active until completion, then completes exactly once', () => {
@@ -279,17 +279,17 @@ describe('schedule engine (UHCI DG §3)', () => {
     dev.script = [{ status: 'async' }];
     const buf = sb.buffer(4);
     const td = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 4, buffer: buf, ioc: true });
-    const qh = sb.qh(LINK_T, td);
+    const qh = sb.qh(LINK.bit.T, td);
     sb.setFrame(ScheduleBuilder.q(qh));
     start(hc, sb);
     clock.advance(3 * FRAME_NS);
     expect(dev.seen.length).toBe(1);
-    expect(sb.ctrlOf(td) & TDC_ACTIVE).toBe(TDC_ACTIVE);
+    expect(sb.ctrlOf(td) & TD_CTRL.bit.ACTIVE).toBe(TD_CTRL.bit.ACTIVE);
     dev.completeAsync('ack', [9, 8, 7, 6]);
     clock.advance(2 * FRAME_NS);
     expect(sb.bytes(buf, 4)).toEqual([9, 8, 7, 6]);
-    expect(sb.ctrlOf(td) & TDC_ACTIVE).toBe(0);
-    expect(mem.readU32(qh + 4)).toBe(LINK_T);
+    expect(sb.ctrlOf(td) & TD_CTRL.bit.ACTIVE).toBe(0);
+    expect(mem.readU32(qh + 4)).toBe(LINK.bit.T);
     expect(dev.seen.length).toBe(1);
   });
 
@@ -299,11 +299,11 @@ describe('schedule engine (UHCI DG §3)', () => {
     plug(hc, 0, dev, 1);
     dev.script = [{ status: 'async' }];
     const td = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 4, buffer: sb.buffer(4) });
-    const qh = sb.qh(LINK_T, td);
+    const qh = sb.qh(LINK.bit.T, td);
     sb.setFrame(ScheduleBuilder.q(qh));
     start(hc, sb);
     clock.advance(2 * FRAME_NS);
-    mem.writeU32(qh + 4, LINK_T);
+    mem.writeU32(qh + 4, LINK.bit.T);
     clock.advance(40 * FRAME_NS);
     expect(dev.cancelled.length).toBe(1);
   });
@@ -319,7 +319,7 @@ describe('schedule engine (UHCI DG §3)', () => {
     start(hc, sb);
     clock.advance(FRAME_NS);
     expect(dev.seen.map((x) => x.data[0])).toEqual([2]);
-    expect(sb.ctrlOf(fs) & (TDC_ACTIVE | TDC_CRCTO)).toBe(TDC_CRCTO);
+    expect(sb.ctrlOf(fs) & (TD_CTRL.bit.ACTIVE | TD_CTRL.bit.CRCTO)).toBe(TD_CTRL.bit.CRCTO);
   });
 
   test('invalid PID → HC process error, halt, interrupt', () => {
@@ -431,7 +431,7 @@ describe('idle coalescing', () => {
     plug(hc, 0, dev, 1);
     const buf = sb.buffer(4);
     const td = sb.td({ pid: PID_IN, dev: 1, ep: 1, maxLen: 4, buffer: buf });
-    sb.setFrame(ScheduleBuilder.q(sb.qh(LINK_T, td)));
+    sb.setFrame(ScheduleBuilder.q(sb.qh(LINK.bit.T, td)));
     let wakeups = 0;
     const setTimer = clock.setTimer.bind(clock);
     clock.setTimer = (at, cb) => setTimer(at, () => (wakeups++, cb()));
@@ -446,7 +446,7 @@ describe('idle coalescing', () => {
     dev.hooks!.activity!();
     clock.advance(FRAME_NS);
     expect(dev.seen.length).toBe(before + 1);
-    expect(sb.ctrlOf(td) & TDC_ACTIVE).toBe(0);
+    expect(sb.ctrlOf(td) & TD_CTRL.bit.ACTIVE).toBe(0);
     expect(sb.bytes(buf, 4)).toEqual([1, 2, 3, 4]);
   });
 });

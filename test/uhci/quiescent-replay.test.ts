@@ -8,7 +8,7 @@ import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory } from '../../src/platform/memory.js';
 import { FRAME_NS } from '../../src/uhci/controller.js';
-import { LINK_Q, LINK_T, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_IOC, makeToken } from '../../src/uhci/descriptors.js';
+import { makeToken, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { UsbTablet } from '../../src/usb/hid/tablet.js';
 import { PID_IN, type UsbPacket } from '../../src/usb/packet.js';
 import { idleTabletGuest, suspendLikeLinux } from '../support/linux-schedule.js';
@@ -77,22 +77,22 @@ function script(seed: number, steps: number): ((g: Guest) => void)[] {
         case 1:
           // Memory only: a new interrupt IN TD (NAKs until input) in the 1 ms queue, or unlink it.
           if (arg & 1) {
-            w32(g, spareTd, LINK_T);
-            w32(g, spareTd + 4, (3 << TDC_CERR_SHIFT) | TDC_ACTIVE | 0x7ff);
+            w32(g, spareTd, LINK.bit.T);
+            w32(g, spareTd + 4, (3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | 0x7ff);
             w32(g, spareTd + 8, makeToken(PID_IN, g.dev.address, 1, 0, 4));
             w32(g, spareTd + 12, REGION + 0x1900);
             w32(g, s.intQh[0]! + 4, spareTd);
           } else {
-            w32(g, s.intQh[0]! + 4, LINK_T);
+            w32(g, s.intQh[0]! + 4, LINK.bit.T);
           }
           break;
         case 2:
           // Memory only: re-point one frame-list slot (the next walk of that slot sees it).
-          w32(g, s.frameList + (arg << 2), s.intQh[arg % 8]! | LINK_Q);
+          w32(g, s.frameList + (arg << 2), s.intQh[arg % 8]! | LINK.bit.Q);
           break;
         case 3:
           // Memory only: the tablet TD is re-armed (NAK bit cleared, IOC set sometimes).
-          w32(g, s.tabletTd + 4, (3 << TDC_CERR_SHIFT) | TDC_ACTIVE | (arg & 1 ? TDC_IOC : 0) | 0x7ff);
+          w32(g, s.tabletTd + 4, (3 << TD_CTRL.lsb.CERR) | TD_CTRL.bit.ACTIVE | (arg & 1 ? TD_CTRL.bit.IOC : 0) | 0x7ff);
           w32(g, s.intQh[3]! + 4, s.tabletTd);
           break;
         case 4:
@@ -152,7 +152,7 @@ describe('quiescent frame replay is exact', () => {
     g.clock.advance(3000 * FRAME_NS + 300_000);
     expect(g.hc.engine.framesReplayed).toBeGreaterThan(2500);
     // Deactivated TD with IOC: the next walk of its slot must request the interrupt.
-    w32(g, g.sched.tabletTd + 4, TDC_IOC);
+    w32(g, g.sched.tabletTd + 4, TD_CTRL.bit.IOC);
     let ms = 0;
     while (!(g.hc.status & 1) && ms < 1000) {
       g.clock.advance(FRAME_NS);
@@ -210,7 +210,7 @@ describe('remote wakeup from global suspend (UHCI DG §2.1.1, §2.1.2, §2.1.7; 
     const g = await guest({ coalesce: 128, replay: true });
     // The same register writes as suspendLikeLinux, without SET_FEATURE(DEVICE_REMOTE_WAKEUP).
     const io = g.driver.ioBase;
-    w32(g, g.sched.intQh[3]! + 4, LINK_T);
+    w32(g, g.sched.intQh[3]! + 4, LINK.bit.T);
     await g.bus.outw(io + 0x10, (g.hc.ports[0]!.read() & ~0xe00a) | 0x1000);
     await g.bus.outw(io + 0x04, 0x0002);
     await g.bus.outw(io + 0x00, 0x0048);

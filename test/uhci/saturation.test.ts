@@ -11,10 +11,10 @@ import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
 import { FlatMemory } from '../../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../../src/uhci/controller.js';
-import { TDC_ACTIVE, LINK_T } from '../../src/uhci/descriptors.js';
 import { PID_OUT } from '../../src/usb/packet.js';
 import { FakeDevice } from '../support/fake-device.js';
 import { ScheduleBuilder } from '../support/schedule-builder.js';
+import { LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 
 function transactionsInOneFrame(payload: number, fill: number, iso: boolean, sofmod = 64): number {
   const mem = new FlatMemory(0x400000);
@@ -29,19 +29,19 @@ function transactionsInOneFrame(payload: number, fill: number, iso: boolean, sof
   const n = 400;
   const tds: number[] = [];
   const buf = sb.buffer(new Array(payload).fill(fill));
-  let next = LINK_T;
+  let next = LINK.bit.T;
   for (let i = n - 1; i >= 0; i--) {
     const td = sb.td({ pid: PID_OUT, dev: 1, ep: 1, maxLen: payload, buffer: buf, link: next, iso });
     next = iso ? td : ScheduleBuilder.vf(td);
     tds.unshift(td);
   }
   if (iso) sb.setFrame(tds[0]!, 0);
-  else sb.setFrame(ScheduleBuilder.q(sb.qh(LINK_T, tds[0]!)), 0);
+  else sb.setFrame(ScheduleBuilder.q(sb.qh(LINK.bit.T, tds[0]!)), 0);
   hc.ioWrite(0x08, 4, sb.flBase);
   hc.ioWrite(0x0c, 1, sofmod);
   hc.ioWrite(0x00, 2, 0x00c1);
   clock.advance(FRAME_NS);
-  return tds.filter((td) => (mem.readU32(td + 4) & TDC_ACTIVE) === 0).length;
+  return tds.filter((td) => (mem.readU32(td + 4) & TD_CTRL.bit.ACTIVE) === 0).length;
 }
 
 const table = (overhead: number, payload: number) => Math.floor(1500 / (overhead + payload));

@@ -17,7 +17,7 @@
  * SET_FEATURE(ENDPOINT_HALT) is forwarded, after dropping what was read
  * ahead on that endpoint.
  */
-import { PID_IN, PID_OUT, PID_SETUP, type UsbPacket } from '../packet.js';
+import type { UsbPacket } from '../packet.js';
 import type { ControlPipe } from '../control-pipe.js';
 import { LibusbError } from './libusb.js';
 import type { HostContext } from './host-context.js';
@@ -49,27 +49,15 @@ export class HostControl {
       p.status = 'nak';
       return;
     }
-    switch (p.pid) {
-      case PID_SETUP:
-        this.tokenSetup(p);
-        return;
-      case PID_IN:
-        if (this.pipe.inToken(p)) this.runOutRequest(p);
-        return;
-      case PID_OUT:
-        this.pipe.outToken(p);
-        return;
-      default:
-        p.status = 'stall';
-    }
+    this.pipe.token(p, this.onSetup, this.onStatus);
   }
 
-  private tokenSetup(p: UsbPacket): void {
+  /** The status stage of a host-to-device request (runOutRequest). */
+  private readonly onStatus = (p: UsbPacket): void => this.runOutRequest(p);
+
+  /** A SETUP the pipe accepted: a device-to-host request goes to the host device now. */
+  private readonly onSetup = (p: UsbPacket): void => {
     const pipe = this.pipe;
-    if (!pipe.setupToken(p)) {
-      p.status = 'stall';
-      return;
-    }
     if (!pipe.dirIn) {
       pipe.stage = pipe.length === 0 ? 'status' : 'data';
       p.actualLength = 8;
@@ -93,7 +81,7 @@ export class HostControl {
         tracker.finish(pend, status);
       }
     }).pend;
-  }
+  };
 
   /** QEMU suppress-remote-wake: hide remote wakeup in GET_DESCRIPTOR(CONFIGURATION, 0). */
   private fixupDescriptor(setup: Uint8Array, n: number): void {

@@ -20,7 +20,6 @@ import { ManualClock } from '../../../src/platform/clock.js';
 import { LatchedIrq } from '../../../src/platform/irq.js';
 import { FlatMemory } from '../../../src/platform/memory.js';
 import { FRAME_NS } from '../../../src/uhci/controller.js';
-import { TDC_ACTIVE, TDC_CERR_MASK, TDC_CRCTO, TDC_STALLED, LINK_T } from '../../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP, UsbPacket, type UsbPortHooks } from '../../../src/usb/packet.js';
 import { ExactlyOnceProbe } from '../../../src/usb/host/exactly-once-probe.js';
 import { HostUsbDevice, type HostUsbDeviceOptions } from '../../../src/usb/host/host-device.js';
@@ -30,6 +29,7 @@ import { HostPassthrough } from '../../../src/usb/host/passthrough.js';
 import { parseHostSelector } from '../../../src/usb/host/selector.js';
 import { ScheduleBuilder } from '../../support/schedule-builder.js';
 import { FakeLibusbDevice, FakeLibusbHost, makeInfo, settle, type FakeTransfer } from './fake-libusb.js';
+import { LINK, TD_CTRL } from '../../../src/uhci/descriptors.js';
 
 /** Port hooks recording completions; `throwOn` makes complete() throw for that packet (a failing consumer). */
 class Port implements UsbPortHooks {
@@ -160,21 +160,21 @@ describe('a host device pulled mid-transfer', () => {
       sb.td({ pid: PID_OUT, ep: 2, maxLen: 4, buffer: sb.buffer([1, 2, 3, 4]) }),
       sb.td({ pid: PID_IN, ep: 3, maxLen: 8, buffer: sb.buffer(8) }),
     ];
-    let next = LINK_T;
+    let next = LINK.bit.T;
     for (const td of [...tds].reverse()) next = ScheduleBuilder.q(sb.qh(next, td));
     sb.setFrame(next);
     hc.ioWrite(0x08, 4, sb.flBase);
     hc.ioWrite(0x00, 2, 0x00c1); // RS, CF, MAXP
     clock.advance(2 * FRAME_NS);
     expect(raw.pending.map((t) => t.endpoint).sort((a, b) => a - b)).toEqual([0, 0x02, 0x81, 0x83]);
-    for (const td of tds) expect(sb.ctrlOf(td) & TDC_ACTIVE).toBeTruthy();
+    for (const td of tds) expect(sb.ctrlOf(td) & TD_CTRL.bit.ACTIVE).toBeTruthy();
 
     host.unplug(raw);
     await settle();
     clock.advance(10 * FRAME_NS);
     for (const td of tds) {
       const ctrl = sb.ctrlOf(td);
-      expect({ td, active: !!(ctrl & TDC_ACTIVE), crcTimeout: !!(ctrl & TDC_CRCTO), stalled: !!(ctrl & TDC_STALLED), cerr: ctrl & TDC_CERR_MASK }).toEqual({
+      expect({ td, active: !!(ctrl & TD_CTRL.bit.ACTIVE), crcTimeout: !!(ctrl & TD_CTRL.bit.CRCTO), stalled: !!(ctrl & TD_CTRL.bit.STALLED), cerr: ctrl & TD_CTRL.bit.CERR }).toEqual({
         td,
         active: false,
         crcTimeout: true,
