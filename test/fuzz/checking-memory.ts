@@ -23,6 +23,7 @@
 import { HarnessAbort } from '../../src/platform/harness-abort.js';
 import { FlatMemory, type GuestMemory } from '../../src/platform/memory.js';
 import { TDC_ACTIVE, TDC_BABBLE, TDC_CRCTO, TDC_IOC, TDC_IOS, TDC_NAK, TDC_SPD, TDC_STALLED, ctrlActualLength, tokenMaxLen } from '../../src/uhci/descriptors.js';
+import { PENDING_IOC, PENDING_SPD } from '../../src/uhci/schedule-host.js';
 import { PID_IN } from '../../src/usb/packet.js';
 
 /**
@@ -39,6 +40,8 @@ export const RAM = 0x40000;
 /** A TD as fetched in the current walk (records are reused across walks: `epoch` says which walk). */
 interface FetchedTd {
   epoch: number;
+  /** The engine's pending end-of-frame interrupts when the TD was fetched. */
+  pendingAtFetch: number;
   ctrl: number;
   buffer: number;
   maxLen: number;
@@ -75,6 +78,8 @@ export class CheckingMemory implements GuestMemory {
   expectSpd = false;
   /** FNV-1a over every write and every noted state. */
   digest = 0x811c9dc5;
+  /** The engine's pending end-of-frame interrupts (PENDING_IOC | PENDING_SPD); set by the harness. */
+  pendingInt: () => number = () => 0;
   /** The first violation, kept in case a caller swallowed the throw. */
   violation: string | null = null;
 
@@ -162,10 +167,11 @@ export class CheckingMemory implements GuestMemory {
     }
     let td = this.tds.get(addr);
     if (!td) {
-      td = { epoch: 0, ctrl: 0, buffer: 0, maxLen: 0, pid: 0 };
+      td = { epoch: 0, pendingAtFetch: 0, ctrl: 0, buffer: 0, maxLen: 0, pid: 0 };
       this.tds.set(addr, td);
     }
     td.epoch = this.epoch;
+    td.pendingAtFetch = this.pendingInt();
     td.ctrl = ctrl;
     td.buffer = buffer;
     td.maxLen = tokenMaxLen(token);
@@ -207,9 +213,17 @@ export class CheckingMemory implements GuestMemory {
     if (n > 1) this.fail(`TD@0x${addr.toString(16)} retired twice`);
     // IOC (UHCI DG §3.2.2): every retire asks for it, except an isochronous TD
     // NAKed (QEMU: Active cleared by IOS, NAK returns before the IOC check).
-    if (v & TDC_IOC && !(v & TDC_IOS && v & TDC_NAK)) this.expectIoc = true;
-    // SPD (UHCI DG §3.2.2): an IN ACK shorter than MaxLen with SPD set.
-    if (td.pid === PID_IN && v & TDC_SPD && !(v & NOT_ACK) && ctrlActualLength(v) < td.maxLen) this.expectSpd = true;
+    // The engine asks before the write-back: if nothing had asked since this
+    // TD was fetched, the request must be there now.
+    if (v & TDC_IOC && !(v & TDC_IOS && v & TDC_NAK)) {
+      this.expectIoc = true;
+      if (!(td.pendingAtFetch & PENDING_IOC) && !(this.pendingInt() & PENDING_IOC)) {
+        this.fail(`TD@0x${addr.toString(16)} retired with IOC (ctrl 0x${v.toString(16)}) without requesting the IOC interrupt`);
+      }
+    }
+    // SPD (UHCI DG §3.2.2): an IN ACK shorter than MaxLen with SPD set (asked
+    // after the write-back: the harness checks at the end of the walk).
+    if (td.pid === PID_IN && v & TDC_SPD && !(v & NOT_ACK) && ctrlActualLength(v) < td.maxLen && !(td.pendingAtFetch & PENDING_SPD)) this.expectSpd = true;
   }
 
   /** A TD the guest re-activates is a new TD for the retire-once rule. */

@@ -3,6 +3,7 @@ import { fuzz } from './harness.js';
 import { CheckingMemory, InvariantViolation } from './checking-memory.js';
 import { qemuIrqLevel } from './frame-invariants.js';
 import { TDC_ACTIVE, TDC_IOC, TDC_SPD, makeToken } from '../../src/uhci/descriptors.js';
+import { PENDING_IOC } from '../../src/uhci/schedule-host.js';
 import { PID_IN } from '../../src/usb/packet.js';
 
 const w32 = (v: number) => Uint8Array.from([v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24]);
@@ -52,6 +53,12 @@ test('a retire asks for IOC, and a short IN packet with SPD for the short-packet
   m.ram.writeU32(0x2008, makeToken(PID_IN, 1, 1, 0, 8));
   m.beginWalk();
   fetchTd(m, 0x2000);
+  // Retired with IOC while the engine has not asked for the interrupt: caught at the write-back.
+  expect(() => m.write(0x2004, w32(TDC_IOC | TDC_SPD | 6))).toThrow(/without requesting the IOC interrupt/);
+  m.guestWrite32(0x2004, TDC_ACTIVE | TDC_IOC | TDC_SPD);
+  m.beginWalk();
+  fetchTd(m, 0x2000);
+  m.pendingInt = () => PENDING_IOC;
   m.write(0x2004, w32(TDC_IOC | TDC_SPD | 6)); // ActLen 7 of 8: one byte short
   expect(m.expectIoc).toBe(true);
   expect(m.expectSpd).toBe(true);

@@ -70,6 +70,7 @@ export interface FrameCounters {
 export function checkFrames(hc: UhciController, mem: CheckingMemory): FrameCounters {
   const engine = hc.engine;
   const counters: FrameCounters = { walks: 0, replayed: 0 };
+  mem.pendingInt = () => engine.pendingInt;
   const walk = engine.processFrame.bind(engine);
   engine.processFrame = (flBase: number, frnum: number): boolean => {
     mem.beginWalk();

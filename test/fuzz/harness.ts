@@ -29,7 +29,7 @@ import { LatchedIrq } from '../../src/platform/irq.js';
 import type { Logger } from '../../src/platform/logger.js';
 import type { GuestMemory } from '../../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../../src/uhci/controller.js';
-import { LINK_Q, LINK_T, LINK_VF, TDC_ACTIVE } from '../../src/uhci/descriptors.js';
+import { LINK_PTR_MASK, LINK_Q, LINK_T, LINK_VF, TDC_ACTIVE, TDC_CERR_SHIFT, TDC_IOC, TDC_LS, TDC_SPD } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP, type UsbStatus } from '../../src/usb/packet.js';
 import { createDevice } from '../../src/usb/devices.js';
 import { FakeDevice } from '../support/fake-device.js';
@@ -77,6 +77,37 @@ const tdArb = fc.record({
   maxLen: maxLenArb,
   buffer: bufferArb,
 });
+/**
+ * A TD a driver would write: active, C_ERR 3, the LS bit of the device at its
+ * address (1: full speed on port 0, 2: low speed on port 1), a valid PID and
+ * a small MaxLen with its buffer in RAM; IOC, SPD and the link random. These
+ * reach the transaction and retire paths that random words mostly miss.
+ */
+const wellFormedTdArb = (link: fc.Arbitrary<number>) =>
+  fc.record({
+    slot,
+    link,
+    dev: fc.constantFrom(1, 2),
+    ioc: fc.boolean(),
+    spd: fc.boolean(),
+    pid: fc.constantFrom(PID_IN, PID_IN, PID_OUT),
+    ep: fc.integer({ min: 1, max: 2 }),
+    toggle: fc.integer({ min: 0, max: 1 }),
+    maxLen: fc.integer({ min: 1, max: 8 }),
+    buffer: fc.integer({ min: 0x8000, max: 0x3f000 }),
+  })
+  .map((t) => ({
+    kind: 'td' as const,
+    slot: t.slot,
+    link: t.link,
+    ctrl: (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (t.dev === 2 ? TDC_LS : 0) | (t.ioc ? TDC_IOC : 0) | (t.spd ? TDC_SPD : 0)) >>> 0,
+    pid: t.pid,
+    dev: t.dev,
+    ep: t.ep,
+    toggle: t.toggle,
+    maxLen: t.maxLen,
+    buffer: t.buffer,
+  }));
 const qhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: linkArb, element: linkArb });
 
 /** A SETUP payload, including oversized wLength (QEMU CVE-2020-14364 class). */
@@ -91,8 +122,11 @@ const responseArb: fc.Arbitrary<{ status: UsbStatus; data?: number[] }> = fc.one
   fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }).map((data) => ({ status: 'ack' as UsbStatus, data })),
 );
 
-const opArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(fc.constant('io' as const), fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(1, 2, 4) as fc.Arbitrary<1 | 2 | 4>, fc.integer({ min: 0, max: 0xffffffff })) },
+const ioArb = fc.tuple(fc.constant('io' as const), fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(1, 2, 4) as fc.Arbitrary<1 | 2 | 4>, fc.integer({ min: 0, max: 0xffffffff }));
+/** What a driver's interrupt handler does: clear USBSTS bits, change USBINTR. */
+const tameIoArb = fc.tuple(fc.constant('io' as const), fc.constantFrom(0x02, 0x04), fc.constant(2 as 1 | 2 | 4), fc.integer({ min: 0, max: 0x3f }));
+const opArb = (io: typeof ioArb) => fc.oneof(
+  { weight: 3, arbitrary: io },
   // Mostly short runs: a looping schedule costs the full link budget every frame, and
   // what happens over many frames (in-flight TDs unseen for 32 frames) needs only some long ones.
   { weight: 2, arbitrary: fc.tuple(fc.constant('run' as const), fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 4 }) }, { weight: 1, arbitrary: fc.integer({ min: 5, max: 40 }) })) },
@@ -100,20 +134,58 @@ const opArb = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.constant('plug' as const), fc.integer({ min: 0, max: 1 }), fc.boolean()) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), fc.integer({ min: 0, max: 0xff })) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant('offer' as const), fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 10 })) },
+  { weight: 1, arbitrary: fc.tuple(fc.constant('offer' as const), fc.integer({ min: 0, max: 2 })) },
 );
 
-export const caseArb = fc.record({
-  objects: fc.array(fc.oneof(tdArb, qhArb), { minLength: 1, maxLength: 40 }),
-  frameLinks: fc.array(linkArb, { minLength: 1, maxLength: 8 }),
+/** Links a driver writes: to a schedule slot, or Terminate. */
+const slotLinkArb = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK_T) },
+);
+const tameQhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: slotLinkArb, element: slotLinkArb });
+
+/**
+ * Half the cases are hostile (random words anywhere, random register
+ * writes: most end soon in a process or system error); the other half are
+ * tame (well-formed TDs and QHs linked among themselves, only the register
+ * writes of an interrupt handler), so that TDs are really run and retired.
+ */
+const caseFields = (tame: boolean) => ({
+  objects: tame
+    ? fc.array(fc.oneof({ weight: 2, arbitrary: wellFormedTdArb(slotLinkArb) }, { weight: 1, arbitrary: tameQhArb }), { minLength: 1, maxLength: 40 })
+    : fc.array(fc.oneof({ weight: 2, arbitrary: tdArb }, { weight: 1, arbitrary: wellFormedTdArb(linkArb) }, { weight: 1, arbitrary: qhArb }), { minLength: 1, maxLength: 40 }),
+  frameLinks: fc.array(tame ? slotLinkArb : linkArb, { minLength: 1, maxLength: 8 }),
   setups: fc.array(setupPayloadArb, { maxLength: 4 }),
   responses: fc.array(fc.array(responseArb, { maxLength: 12 }), { minLength: 2, maxLength: 2 }),
   /** What sits on port 0 (port 1 always has a low-speed fake). */
   device0: fc.constantFrom('fake' as const, 'tablet' as const, 'stable' as const),
   /** Guest memory offers readU32 (production RAM) or not. */
   fast: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
-  ops: fc.array(opArb, { minLength: 1, maxLength: 30 }),
+  ops: fc.array(opArb(tame ? tameIoArb : ioArb), { minLength: 1, maxLength: 30 }),
 });
+/**
+ * A tame case's links point at objects of the right kind: the Q bit follows
+ * what is in the slot (the last object laid out there), a link to an empty
+ * slot becomes Terminate.
+ */
+function linkObjects<C extends { objects: SlotObject[]; frameLinks: number[] }>(c: C): C {
+  const kinds = new Map<number, 'td' | 'qh'>();
+  for (const o of c.objects) kinds.set(slotAddr(o.slot), o.kind);
+  const fix = (link: number) => {
+    if (link & LINK_T) return link;
+    const kind = kinds.get(link & LINK_PTR_MASK);
+    if (!kind) return LINK_T;
+    return kind === 'qh' ? (link | LINK_Q) >>> 0 : (link & ~LINK_Q) >>> 0;
+  };
+  return {
+    ...c,
+    objects: c.objects.map((o) => (o.kind === 'qh' ? { ...o, head: fix(o.head), element: fix(o.element) } : { ...o, link: fix(o.link) })),
+    frameLinks: c.frameLinks.map(fix),
+  };
+}
+type SlotObject = { kind: 'qh'; slot: number; head: number; element: number } | { kind: 'td'; slot: number; link: number };
+
+export const caseArb = fc.oneof(fc.record(caseFields(false)), fc.record(caseFields(true)).map(linkObjects));
 export type FuzzCase = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
 

@@ -17,8 +17,8 @@ export class StableNakDevice implements UsbDevice, StableNak {
   readonly productId = 0x5679;
   address = 0;
   private hooks: UsbPortHooks | null = null;
-  /** The next IN answer (null: NAK). */
-  private offered: number[] | null = null;
+  /** The next IN answers this many bytes fewer than the host asks for (null: NAK). */
+  private offered: number | null = null;
 
   attach(hooks: UsbPortHooks): void {
     this.hooks = hooks;
@@ -36,24 +36,23 @@ export class StableNakDevice implements UsbDevice, StableNak {
       p.actualLength = p.data.length;
       return;
     }
-    const d = this.offered;
-    if (!d) {
+    const shortBy = this.offered;
+    if (shortBy === null) {
       p.status = 'nak';
       return;
     }
     this.offered = null;
-    if (d.length > p.data.length) {
-      p.status = 'babble';
-      p.actualLength = p.data.length;
-      return;
-    }
-    p.data.set(d);
-    p.actualLength = d.length;
+    const n = Math.max(0, p.data.length - shortBy);
+    p.data.fill(0xa5, 0, n);
+    p.actualLength = n;
     p.status = 'ack';
   }
-  /** Answer the next IN with `data` (the device's answer changes: activity). */
-  offer(data: number[]): void {
-    this.offered = data;
+  /**
+   * Answer the next IN with `shortBy` bytes fewer than asked (0: a full
+   * packet; 1: the short-packet edge), announced as activity.
+   */
+  offer(shortBy: number): void {
+    this.offered = shortBy;
     this.hooks?.activity?.();
   }
   cancelPacket(): void {}
