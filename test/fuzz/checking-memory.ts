@@ -76,6 +76,12 @@ export class CheckingMemory implements GuestMemory {
   /** This walk retired a TD that asks for IOC / a short packet that asks for SPD. */
   expectIoc = false;
   expectSpd = false;
+  /**
+   * This walk fetched a TD with IOC set / retired an IN TD with SPD set and
+   * ActLen < MaxLen: without one, the walk has no cause for that interrupt.
+   */
+  iocJustified = false;
+  spdJustified = false;
   /** FNV-1a over every write and every noted state. */
   digest = 0x811c9dc5;
   /** The engine's pending end-of-frame interrupts (PENDING_IOC | PENDING_SPD); set by the harness. */
@@ -109,6 +115,8 @@ export class CheckingMemory implements GuestMemory {
     this.lastRead32 = -1;
     this.expectIoc = false;
     this.expectSpd = false;
+    this.iocJustified = false;
+    this.spdJustified = false;
     // Stale records are ignored by epoch; drop them now and then to bound the maps.
     if (this.tds.size > 4096) this.tds.clear();
     if (this.qhElements.size > 4096) this.qhElements.clear();
@@ -172,6 +180,7 @@ export class CheckingMemory implements GuestMemory {
     }
     td.epoch = this.epoch;
     td.pendingAtFetch = this.pendingInt();
+    if (ctrl & TDC_IOC) this.iocJustified = true;
     td.ctrl = ctrl;
     td.buffer = buffer;
     td.maxLen = tokenMaxLen(token);
@@ -223,7 +232,10 @@ export class CheckingMemory implements GuestMemory {
     }
     // SPD (UHCI DG §3.2.2): an IN ACK shorter than MaxLen with SPD set (asked
     // after the write-back: the harness checks at the end of the walk).
-    if (td.pid === PID_IN && v & TDC_SPD && !(v & NOT_ACK) && ctrlActualLength(v) < td.maxLen && !(td.pendingAtFetch & PENDING_SPD)) this.expectSpd = true;
+    if (td.pid === PID_IN && v & TDC_SPD && ctrlActualLength(v) < td.maxLen) {
+      this.spdJustified = true;
+      if (!(v & NOT_ACK) && !(td.pendingAtFetch & PENDING_SPD)) this.expectSpd = true;
+    }
   }
 
   /** A TD the guest re-activates is a new TD for the retire-once rule. */

@@ -5,7 +5,9 @@
  *    cap) links and a bounded number of schedule reads; wire time
  *    (FrameStats.bits) within the frame's budget from SOFMOD (UHCI DG §2.1.6
  *    SOFMOD; timing.ts frameBitTimes); the IOC / SPD interrupts asked for by
- *    the TDs it retired are pending at its end (UHCI DG §3.2.2);
+ *    the TDs it retired are pending at its end, and it asks for none
+ *    without a cause (a TD with IOC set; a short IN TD with SPD set) (UHCI
+ *    DG §3.2.2);
  *  - every replayed frame: no write, no interrupt, no transaction, and only
  *    the memo's check reads;
  *  - the IRQ line equals QEMU 7.2's uhci_update_irq (hw/usb/hcd-uhci.c)
@@ -76,6 +78,7 @@ export function checkFrames(hc: UhciController, mem: CheckingMemory): FrameCount
     mem.beginWalk();
     const sofmod = hc.sofmod & 0x7f;
     const budget = uhciWireTimer.frameBits(sofmod);
+    const pendingBefore = engine.pendingInt;
     const ok = walk(flBase, frnum);
     counters.walks++;
     const st = engine.stats;
@@ -85,6 +88,10 @@ export function checkFrames(hc: UhciController, mem: CheckingMemory): FrameCount
     if (st.bits > budget) mem.fail(`frame ${frnum} used ${st.bits} bit times, budget ${budget} (SOFMOD ${sofmod})`);
     if (mem.expectIoc && !(engine.pendingInt & PENDING_IOC)) mem.fail(`frame ${frnum} retired a TD with IOC but no IOC interrupt is pending`);
     if (mem.expectSpd && !(engine.pendingInt & PENDING_SPD)) mem.fail(`frame ${frnum} retired a short IN TD with SPD but no short-packet interrupt is pending`);
+    // And the other way: an interrupt the walk asked for has a cause in the walk.
+    const asked = engine.pendingInt & ~pendingBefore;
+    if (asked & PENDING_IOC && !mem.iocJustified) mem.fail(`frame ${frnum} asked for IOC without fetching a TD with IOC set`);
+    if (asked & PENDING_SPD && !mem.spdJustified) mem.fail(`frame ${frnum} asked for the short-packet interrupt without retiring a short IN TD with SPD set`);
     return ok;
   };
   const replay = engine.replayQuiescentFrame.bind(engine);

@@ -125,7 +125,7 @@ const responseArb: fc.Arbitrary<{ status: UsbStatus; data?: number[] }> = fc.one
 const ioArb = fc.tuple(fc.constant('io' as const), fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(1, 2, 4) as fc.Arbitrary<1 | 2 | 4>, fc.integer({ min: 0, max: 0xffffffff }));
 /** What a driver's interrupt handler does: clear USBSTS bits, change USBINTR. */
 const tameIoArb = fc.tuple(fc.constant('io' as const), fc.constantFrom(0x02, 0x04), fc.constant(2 as 1 | 2 | 4), fc.integer({ min: 0, max: 0x3f }));
-const opArb = (io: typeof ioArb) => fc.oneof(
+const opArb = (io: typeof ioArb, tame: boolean) => fc.oneof(
   { weight: 3, arbitrary: io },
   // Mostly short runs: a looping schedule costs the full link budget every frame, and
   // what happens over many frames (in-flight TDs unseen for 32 frames) needs only some long ones.
@@ -133,7 +133,8 @@ const opArb = (io: typeof ioArb) => fc.oneof(
   { weight: 1, arbitrary: fc.tuple(fc.constant('async-complete' as const), fc.integer({ min: 0, max: 1 }), responseArb) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('plug' as const), fc.integer({ min: 0, max: 1 }), fc.boolean()) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), fc.integer({ min: 0, max: 0xff })) },
+  // Restart, with the frame list anywhere (tame: where it is).
+  { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), tame ? fc.constant(FRAME_LIST >>> 12) : fc.integer({ min: 0, max: 0xff })) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('offer' as const), fc.integer({ min: 0, max: 2 })) },
 );
 
@@ -151,6 +152,7 @@ const tameQhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: slot
  * writes of an interrupt handler), so that TDs are really run and retired.
  */
 const caseFields = (tame: boolean) => ({
+  tame: fc.constant(tame),
   objects: tame
     ? fc.array(fc.oneof({ weight: 2, arbitrary: wellFormedTdArb(slotLinkArb) }, { weight: 1, arbitrary: tameQhArb }), { minLength: 1, maxLength: 40 })
     : fc.array(fc.oneof({ weight: 2, arbitrary: tdArb }, { weight: 1, arbitrary: wellFormedTdArb(linkArb) }, { weight: 1, arbitrary: qhArb }), { minLength: 1, maxLength: 40 }),
@@ -161,21 +163,22 @@ const caseFields = (tame: boolean) => ({
   device0: fc.constantFrom('fake' as const, 'tablet' as const, 'stable' as const),
   /** Guest memory offers readU32 (production RAM) or not. */
   fast: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
-  ops: fc.array(opArb(tame ? tameIoArb : ioArb), { minLength: 1, maxLength: 30 }),
+  ops: fc.array(opArb(tame ? tameIoArb : ioArb, tame), { minLength: 1, maxLength: 30 }),
 });
 /**
- * A tame case's links point at objects of the right kind: the Q bit follows
- * what is in the slot (the last object laid out there), a link to an empty
- * slot becomes Terminate.
+ * A tame case's links point at objects, with the Q bit of the object's kind
+ * (the last object laid out in a slot is the one there): a link to an empty
+ * slot goes to one of the objects instead.
  */
 function linkObjects<C extends { objects: SlotObject[]; frameLinks: number[] }>(c: C): C {
   const kinds = new Map<number, 'td' | 'qh'>();
   for (const o of c.objects) kinds.set(slotAddr(o.slot), o.kind);
   const fix = (link: number) => {
     if (link & LINK_T) return link;
-    const kind = kinds.get(link & LINK_PTR_MASK);
-    if (!kind) return LINK_T;
-    return kind === 'qh' ? (link | LINK_Q) >>> 0 : (link & ~LINK_Q) >>> 0;
+    let addr = link & LINK_PTR_MASK;
+    if (!kinds.has(addr)) addr = slotAddr(c.objects[((addr - slotAddr(0)) >>> 5) % c.objects.length]!.slot);
+    const kind = kinds.get(addr)!;
+    return (addr | (link & LINK_VF) | (kind === 'qh' ? LINK_Q : 0)) >>> 0;
   };
   return {
     ...c,
