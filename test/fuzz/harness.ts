@@ -132,7 +132,13 @@ const opArb = (io: typeof ioArb, tame: boolean) => fc.oneof(
   { weight: 2, arbitrary: fc.tuple(fc.constant('run' as const), fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 4 }) }, { weight: 1, arbitrary: fc.integer({ min: 5, max: 40 }) })) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('async-complete' as const), fc.integer({ min: 0, max: 1 }), responseArb) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('plug' as const), fc.integer({ min: 0, max: 1 }), fc.boolean()) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })) },
+  // Tame: what a driver does to queue work without I/O, (re)activate a TD (seen by replay's memory check only).
+  {
+    weight: 1,
+    arbitrary: tame
+      ? fc.tuple(fc.constant('guest-write' as const), slot, fc.constant(1), fc.tuple(fc.boolean(), fc.boolean()).map(([ioc, spd]) => (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (ioc ? TDC_IOC : 0) | (spd ? TDC_SPD : 0)) >>> 0))
+      : fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })),
+  },
   // Restart, with the frame list anywhere (tame: where it is).
   { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), tame ? fc.constant(FRAME_LIST >>> 12) : fc.integer({ min: 0, max: 0xff })) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('offer' as const), fc.integer({ min: 0, max: 2 })) },
