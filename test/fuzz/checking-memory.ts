@@ -35,7 +35,7 @@ export class InvariantViolation extends HarnessAbort {
 }
 
 /** Guest RAM size: pointers past it fault. */
-export const RAM = 0x40000;
+const RAM = 0x40000;
 
 /** A TD as fetched in the current walk (records are reused across walks: `epoch` says which walk). */
 interface FetchedTd {

@@ -34,7 +34,7 @@ const INTR_IOC = 1 << 2;
 const INTR_SP = 1 << 3;
 
 /** Schedule reads one walk may make: the frame-list entry, 4 per link, and the memo's check of its words. */
-export const MAX_WALK_READS = 1 + 4 * MAX_LINKS_PER_FRAME + MEMO_SHARED_WORDS;
+const MAX_WALK_READS = 1 + 4 * MAX_LINKS_PER_FRAME + MEMO_SHARED_WORDS;
 /** Reads a replay may make: the frame-list entry and the memo's check. */
 const MAX_REPLAY_READS = 1 + MEMO_SHARED_WORDS;
 /** Transactions one frame may run (12,000 bit times hold fewer than 1,500 of the shortest). */
