@@ -178,7 +178,7 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
       logger.log('warn', 'xen', `libusb unavailable: ${(e as Error).message}`);
     }
   }
-  const ports = new UsbPorts(server.fn, clock, pciPath, usbHost, p.options.has('reattach'));
+  const ports = new UsbPorts(server.fn, clock, pciPath, usbHost, p.options.has('reattach'), logger);
   try {
     specs.forEach((s) => ports.add(s));
   } catch (e) {
@@ -229,7 +229,11 @@ async function runXen(argv: string[], io: XenCommandIo, out: (s: string) => void
     process.off('SIGINT', onSignal);
     await control?.close();
     const summary = await closeRecording();
-    if (summary && recordPath) logger.log('info', 'xen', 'trace written', { file: recordPath, events: summary.events });
+    const recordError = recorder?.writeError ?? null;
+    if (summary && recordPath) {
+      if (recordError !== null) logger.log('error', 'xen', 'trace recording failed; the file holds what was written before', { file: recordPath, events: summary.events, error: recordError });
+      else logger.log('info', 'xen', 'trace written', { file: recordPath, events: summary.events });
+    }
     if (pcap) logger.log('info', 'xen', 'pcap written', { file: pcapPath, transfers: pcap.transfers });
   }
   logger.log('info', 'xen', 'stopped', { reason });

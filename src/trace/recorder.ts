@@ -98,6 +98,8 @@ export class Recorder {
   private closed = false;
   /** The file gets no more lines (a limit was reached or the disk failed). */
   private fileStopped = false;
+  /** Why writing the file failed (null: it did not fail). */
+  private failure: string | null = null;
   /** Why the file must stop at the end of the current event (the shadow memory is full). */
   private stopAtLine: string | null = null;
   /** What the file holds: counts at the end of the buffered text, and at the last write. */
@@ -342,9 +344,15 @@ export class Recorder {
       // the disk is full: the file ends without a summary (a reader calls it truncated)
     }
     sink.close().catch(() => undefined);
+    if (reason === 'error') this.failure = why;
     const fields = { file: sink.name, events: this.atFlush.events, error: why };
     if (reason === 'limit') this.opts.logger?.log('warn', 'trace', 'trace limit reached; recording stopped, the file holds a complete trace up to here', fields);
     else this.opts.logger?.log('error', 'trace', 'trace write failed; recording stopped, the model goes on', fields);
+  }
+
+  /** Why writing the trace file failed, or null (no file, or no failure; a size limit is not a failure). */
+  get writeError(): string | null {
+    return this.failure;
   }
 
   /** Write the summary line and close the sink. Events after this are not recorded. */

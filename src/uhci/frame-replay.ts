@@ -36,7 +36,7 @@ export function hasStableNak(dev: UsbDevice): boolean {
 }
 
 /** Distinct words (QH/TD fields) all remembered walks may share. */
-const MEMO_SHARED_WORDS = 4096;
+export const MEMO_SHARED_WORDS = 4096;
 const MEMO_TABLE_SIZE = 8192;
 /** Distinct frame-list entries (start links) remembered at once (Linux uses 8: one per interrupt interval). */
 const MEMO_LINKS = 64;

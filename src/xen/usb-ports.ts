@@ -7,6 +7,7 @@
 import { UserFacingError } from '../platform/user-facing-error.js';
 import type { UhciPciFunction, UhciPciFunctionState } from '../device/uhci-pci-function.js';
 import type { Clock } from '../platform/clock.js';
+import type { Logger } from '../platform/logger.js';
 import { createDevice } from '../usb/devices.js';
 import type { HidUsbDevice } from '../usb/hid/hid-device.js';
 import type { LibusbHost } from '../usb/host/libusb.js';
@@ -180,6 +181,8 @@ export class UsbPorts {
     private readonly host: LibusbHost | null = null,
     /** Re-open a host device that comes back after an unplug (--reattach). */
     private readonly reattach = false,
+    /** The daemon's logger, for host devices' messages (without it, only their errors reach stderr). */
+    private readonly logger: Logger | null = null,
   ) {
     this.entries = Array.from({ length: fn.portCount }, () => null);
   }
@@ -206,8 +209,10 @@ export class UsbPorts {
     if (parsed.kind === 'host') {
       const index = i;
       const host = this.host!;
+      const logger = this.logger;
       const pt = new HostPassthrough(host, parsed.selector, {
         reattach: this.reattach,
+        log: logger ? (level, msg) => logger.log(level, 'usb-host', msg) : undefined,
         onAttach: (dev) => {
           if (!this.fn.deviceAt(index)) this.fn.attach(index, dev);
         },

@@ -2,138 +2,52 @@
  * Hostile-guest fuzzing of the controller: random register sequences,
  * random schedules (loops, pointers past RAM, invalid PIDs, edge MaxLen
  * values), random device answers (NAK, stall, babble, timeouts, async
- * completions at random times), hot plug in the middle of transfers.
- * Checked after every step:
- *  - no exception escapes the controller;
- *  - per-frame work stays under the budget (link fetches, wire time);
- *  - the controller writes guest memory only where a real controller may:
- *    the status word of a TD it fetched, the element pointer of a QH it
- *    fetched, the data buffer of an IN TD it fetched (at most MaxLen bytes);
- *  - each fetched TD is retired (Active 1 → 0) at most once;
- *  - the IRQ level is consistent with USBSTS and USBINTR.
+ * completions at random times, a device with stable NAKs whose answer
+ * changes), hot plug in the middle of transfers. Guest memory offers
+ * readU32 in most cases (the production fast path for TD fetches, and what
+ * frame replay needs) and plain reads in the others.
+ * Checked after every step and every frame (checking-memory.ts,
+ * frame-invariants.ts):
+ *  - nothing escapes the controller and nothing is contained as an
+ *    internal fault (an internal fault would be a Host System Error that
+ *    hides the bug);
+ *  - TDs are fetched 16-byte aligned inside RAM; per-frame work (links,
+ *    reads, transactions) is bounded; wire time fits the SOFMOD budget;
+ *  - the controller writes guest memory only where a real controller may,
+ *    retires each fetched TD at most once, and asks for the IOC and SPD
+ *    interrupts its retires require;
+ *  - the IRQ level is QEMU's uhci_update_irq level, both ways;
+ *  - replayed frames have no effect, and a case whose frames were replayed
+ *    ends exactly as the same case run with frame replay off (every write,
+ *    and the registers and IRQ level after every step).
  * QEMU's USB CVE classes are covered by the generators: endless TD/QH
  * chains, DMA to unmapped memory, oversized SETUP wLength.
  */
 import fc from 'fast-check';
 import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
-import { FlatMemory, type GuestMemory } from '../../src/platform/memory.js';
+import type { Logger } from '../../src/platform/logger.js';
+import type { GuestMemory } from '../../src/platform/memory.js';
 import { UhciController, FRAME_NS } from '../../src/uhci/controller.js';
-import { MAX_LINKS_PER_FRAME } from '../../src/uhci/schedule.js';
-import { tokenMaxLen, LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
-import { uhciWireTimer } from '../../src/uhci/timing.js';
+import { LINK, TD_CTRL } from '../../src/uhci/descriptors.js';
 import { PID_IN, PID_OUT, PID_SETUP, type UsbStatus } from '../../src/usb/packet.js';
 import { createDevice } from '../../src/usb/devices.js';
 import { FakeDevice } from '../support/fake-device.js';
+import { CheckingMemory, InvariantViolation } from './checking-memory.js';
+import { checkFrames, checkIrq } from './frame-invariants.js';
+import { StableNakDevice } from './stable-nak-device.js';
 
-export class InvariantViolation extends Error {
-  override name = 'InvariantViolation';
-}
+const LINK_PTR_MASK = LINK.bit.PTR;
+const LINK_Q = LINK.bit.Q;
+const LINK_T = LINK.bit.T;
+const LINK_VF = LINK.bit.VF;
+const TDC_ACTIVE = TD_CTRL.bit.ACTIVE;
+const TDC_CERR_SHIFT = TD_CTRL.lsb.CERR;
+const TDC_IOC = TD_CTRL.bit.IOC;
+const TDC_LS = TD_CTRL.bit.LS;
+const TDC_SPD = TD_CTRL.bit.SPD;
 
-const RAM = 0x40000; // 256 KiB: pointers past it fault
 const FRAME_LIST = 0x1000;
-
-/** A TD as fetched in the current frame (records are reused across frames: `epoch` says which frame). */
-interface FetchedTd {
-  epoch: number;
-  ctrl: number;
-  buffer: number;
-  maxLen: number;
-  pid: number;
-}
-
-/** One RAM buffer reused by every case (zeroed per case): allocating 256 KiB per case dominated GC. */
-let sharedRam: Uint8Array | null = null;
-
-const u32At = (b: Uint8Array, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-
-/** Guest memory that checks every controller write against what the controller fetched this frame. */
-export class CheckingMemory implements GuestMemory {
-  readonly ram: FlatMemory;
-  /** TD address → {ctrl as fetched, buffer, maxLen, pid}; valid when its epoch is the current frame's. */
-  private tds = new Map<number, FetchedTd>();
-  /** QH element-pointer address → epoch of the frame that fetched it. */
-  private qhElements = new Map<number, number>();
-  private epoch = 1;
-  private lastRead32 = -1;
-  readonly retired = new Map<number, number>();
-  writes = 0;
-
-  /** `shared`: reuse (and zero) the module's RAM buffer instead of allocating one. */
-  constructor(shared = false) {
-    if (shared) {
-      if (!sharedRam) sharedRam = new Uint8Array(RAM);
-      else sharedRam.fill(0);
-      this.ram = new FlatMemory(sharedRam);
-    } else {
-      this.ram = new FlatMemory(RAM);
-    }
-  }
-
-  newFrame(): void {
-    this.epoch++;
-    // Stale records are ignored by epoch; drop them now and then to bound the maps.
-    if (this.tds.size > 4096) this.tds.clear();
-    if (this.qhElements.size > 4096) this.qhElements.clear();
-  }
-  read(addr: number, buf: Uint8Array): void {
-    this.ram.read(addr, buf);
-    if (buf.length === 16) {
-      const ctrl = u32At(buf, 4);
-      const token = u32At(buf, 8);
-      const buffer = u32At(buf, 12);
-      let td = this.tds.get(addr);
-      if (!td) {
-        td = { epoch: 0, ctrl: 0, buffer: 0, maxLen: 0, pid: 0 };
-        this.tds.set(addr, td);
-      }
-      td.epoch = this.epoch;
-      td.ctrl = ctrl;
-      td.buffer = buffer;
-      td.maxLen = tokenMaxLen(token);
-      td.pid = token & 0xff;
-    } else if (buf.length === 4) {
-      // QH: head read at A then element read at A+4.
-      if (this.lastRead32 === addr - 4) this.qhElements.set(addr, this.epoch);
-      this.lastRead32 = addr;
-    }
-  }
-  write(addr: number, buf: Uint8Array): void {
-    this.writes++;
-    const epoch = this.epoch;
-    if (buf.length === 4) {
-      const td = this.tds.get(addr - 4);
-      if (td && td.epoch === epoch) {
-        const v = u32At(buf, 0);
-        if (td.ctrl & TD_CTRL.bit.ACTIVE && !(v & TD_CTRL.bit.ACTIVE)) {
-          const n = (this.retired.get(addr - 4) ?? 0) + 1;
-          this.retired.set(addr - 4, n);
-          if (n > 1) throw new InvariantViolation(`TD@0x${(addr - 4).toString(16)} retired twice`);
-        }
-        td.ctrl = v;
-        this.ram.write(addr, buf);
-        return;
-      }
-      if (this.qhElements.get(addr) === epoch) {
-        this.ram.write(addr, buf);
-        return;
-      }
-    }
-    for (const td of this.tds.values()) {
-      if (td.epoch === epoch && td.pid === PID_IN && addr >= td.buffer && addr + buf.length <= td.buffer + td.maxLen) {
-        this.ram.write(addr, buf);
-        return;
-      }
-    }
-    throw new InvariantViolation(`write of ${buf.length} bytes at 0x${addr.toString(16)} outside any fetched TD/QH/IN buffer`);
-  }
-  /** A TD the guest re-activates is a new TD for the retire-once rule. */
-  guestWrite32(addr: number, v: number): void {
-    this.ram.writeU32(addr, v);
-    this.retired.delete(addr - 4);
-    this.retired.delete(addr);
-  }
-}
 
 // ---------------------------------------------------------------- generators
 
@@ -141,8 +55,8 @@ const slot = fc.integer({ min: 0, max: 63 }); // schedule objects live in 64 slo
 const slotAddr = (s: number) => 0x2000 + s * 32;
 
 const linkArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK.bit.Q : 0) | (vf ? LINK.bit.VF : 0)) >>> 0) },
-  { weight: 1, arbitrary: fc.constant(LINK.bit.T) },
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK_T) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffffffff }).map((x) => x >>> 0) }, // anything, incl. past RAM
 );
 
@@ -150,7 +64,9 @@ const pidArb = fc.oneof(
   { weight: 8, arbitrary: fc.constantFrom(PID_IN, PID_OUT, PID_SETUP) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
 );
+// Small MaxLen and answer lengths make "one byte short" (and so the SPD rule's edge) common.
 const maxLenArb = fc.oneof(
+  { weight: 2, arbitrary: fc.integer({ min: 1, max: 8 }) },
   { weight: 4, arbitrary: fc.integer({ min: 0, max: 64 }) },
   { weight: 1, arbitrary: fc.constantFrom(0x4ff, 0x500, 0x7fe, 0x7ff, 1023, 1280) },
 );
@@ -163,7 +79,7 @@ const tdArb = fc.record({
   kind: fc.constant('td' as const),
   slot,
   link: linkArb,
-  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TD_CTRL.bit.ACTIVE & 0x3f7f07ff) | (active ? TD_CTRL.bit.ACTIVE : 0)) >>> 0),
+  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TDC_ACTIVE & 0x3f7f07ff) | (active ? TDC_ACTIVE : 0)) >>> 0),
   pid: pidArb,
   dev: fc.integer({ min: 0, max: 3 }),
   ep: fc.integer({ min: 0, max: 3 }),
@@ -171,6 +87,37 @@ const tdArb = fc.record({
   maxLen: maxLenArb,
   buffer: bufferArb,
 });
+/**
+ * A TD a driver would write: active, C_ERR 3, the LS bit of the device at its
+ * address (1: full speed on port 0, 2: low speed on port 1), a valid PID and
+ * a small MaxLen with its buffer in RAM; IOC, SPD and the link random. These
+ * reach the transaction and retire paths that random words mostly miss.
+ */
+const wellFormedTdArb = (link: fc.Arbitrary<number>) =>
+  fc.record({
+    slot,
+    link,
+    dev: fc.constantFrom(1, 2),
+    ioc: fc.boolean(),
+    spd: fc.boolean(),
+    pid: fc.constantFrom(PID_IN, PID_IN, PID_OUT),
+    ep: fc.integer({ min: 1, max: 2 }),
+    toggle: fc.integer({ min: 0, max: 1 }),
+    maxLen: fc.integer({ min: 1, max: 8 }),
+    buffer: fc.integer({ min: 0x8000, max: 0x3f000 }),
+  })
+  .map((t) => ({
+    kind: 'td' as const,
+    slot: t.slot,
+    link: t.link,
+    ctrl: (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (t.dev === 2 ? TDC_LS : 0) | (t.ioc ? TDC_IOC : 0) | (t.spd ? TDC_SPD : 0)) >>> 0,
+    pid: t.pid,
+    dev: t.dev,
+    ep: t.ep,
+    toggle: t.toggle,
+    maxLen: t.maxLen,
+    buffer: t.buffer,
+  }));
 const qhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: linkArb, element: linkArb });
 
 /** A SETUP payload, including oversized wLength (QEMU CVE-2020-14364 class). */
@@ -182,50 +129,118 @@ const responseArb: fc.Arbitrary<{ status: UsbStatus; data?: number[] }> = fc.one
   fc.constant({ status: 'ioerror' as UsbStatus }),
   fc.constant({ status: 'async' as UsbStatus }),
   fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 80 }).map((data) => ({ status: 'ack' as UsbStatus, data })),
+  fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }).map((data) => ({ status: 'ack' as UsbStatus, data })),
 );
 
-const opArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(fc.constant('io' as const), fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(1, 2, 4) as fc.Arbitrary<1 | 2 | 4>, fc.integer({ min: 0, max: 0xffffffff })) },
+const ioArb = fc.tuple(fc.constant('io' as const), fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(1, 2, 4) as fc.Arbitrary<1 | 2 | 4>, fc.integer({ min: 0, max: 0xffffffff }));
+/** What a driver's interrupt handler does: clear USBSTS bits, change USBINTR. */
+const tameIoArb = fc.tuple(fc.constant('io' as const), fc.constantFrom(0x02, 0x04), fc.constant(2 as 1 | 2 | 4), fc.integer({ min: 0, max: 0x3f }));
+const opArb = (io: typeof ioArb, tame: boolean) => fc.oneof(
+  { weight: 3, arbitrary: io },
   // Mostly short runs: a looping schedule costs the full link budget every frame, and
   // what happens over many frames (in-flight TDs unseen for 32 frames) needs only some long ones.
   { weight: 2, arbitrary: fc.tuple(fc.constant('run' as const), fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 4 }) }, { weight: 1, arbitrary: fc.integer({ min: 5, max: 40 }) })) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('async-complete' as const), fc.integer({ min: 0, max: 1 }), responseArb) },
   { weight: 1, arbitrary: fc.tuple(fc.constant('plug' as const), fc.integer({ min: 0, max: 1 }), fc.boolean()) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })) },
-  { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), fc.integer({ min: 0, max: 0xff })) },
+  // Tame: what a driver does to queue work without I/O, (re)activate a TD (seen by replay's memory check only).
+  {
+    weight: 1,
+    arbitrary: tame
+      ? fc.tuple(fc.constant('guest-write' as const), slot, fc.constant(1), fc.tuple(fc.boolean(), fc.boolean()).map(([ioc, spd]) => (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (ioc ? TDC_IOC : 0) | (spd ? TDC_SPD : 0)) >>> 0))
+      : fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })),
+  },
+  // Restart, with the frame list anywhere (tame: where it is).
+  { weight: 1, arbitrary: fc.tuple(fc.constant('start' as const), tame ? fc.constant(FRAME_LIST >>> 12) : fc.integer({ min: 0, max: 0xff })) },
+  { weight: 1, arbitrary: fc.tuple(fc.constant('offer' as const), fc.integer({ min: 0, max: 2 })) },
 );
 
-export const caseArb = fc.record({
-  objects: fc.array(fc.oneof(tdArb, qhArb), { minLength: 1, maxLength: 40 }),
-  frameLinks: fc.array(linkArb, { minLength: 1, maxLength: 8 }),
+/** Links a driver writes: to a schedule slot, or Terminate. */
+const slotLinkArb = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK_T) },
+);
+const tameQhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: slotLinkArb, element: slotLinkArb });
+
+/**
+ * Half the cases are hostile (random words anywhere, random register
+ * writes: most end soon in a process or system error); the other half are
+ * tame (well-formed TDs and QHs linked among themselves, only the register
+ * writes of an interrupt handler), so that TDs are really run and retired.
+ */
+const caseFields = (tame: boolean) => ({
+  tame: fc.constant(tame),
+  objects: tame
+    ? fc.array(fc.oneof({ weight: 2, arbitrary: wellFormedTdArb(slotLinkArb) }, { weight: 1, arbitrary: tameQhArb }), { minLength: 1, maxLength: 40 })
+    : fc.array(fc.oneof({ weight: 2, arbitrary: tdArb }, { weight: 1, arbitrary: wellFormedTdArb(linkArb) }, { weight: 1, arbitrary: qhArb }), { minLength: 1, maxLength: 40 }),
+  frameLinks: fc.array(tame ? slotLinkArb : linkArb, { minLength: 1, maxLength: 8 }),
   setups: fc.array(setupPayloadArb, { maxLength: 4 }),
   responses: fc.array(fc.array(responseArb, { maxLength: 12 }), { minLength: 2, maxLength: 2 }),
-  realTablet: fc.boolean(),
-  ops: fc.array(opArb, { minLength: 1, maxLength: 30 }),
+  /** What sits on port 0 (port 1 always has a low-speed fake). */
+  device0: fc.constantFrom('fake' as const, 'tablet' as const, 'stable' as const),
+  /** Guest memory offers readU32 (production RAM) or not. */
+  fast: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  ops: fc.array(opArb(tame ? tameIoArb : ioArb, tame), { minLength: 1, maxLength: 30 }),
 });
+/**
+ * A tame case's links point at objects, with the Q bit of the object's kind
+ * (the last object laid out in a slot is the one there): a link to an empty
+ * slot goes to one of the objects instead.
+ */
+function linkObjects<C extends { objects: SlotObject[]; frameLinks: number[] }>(c: C): C {
+  const kinds = new Map<number, 'td' | 'qh'>();
+  for (const o of c.objects) kinds.set(slotAddr(o.slot), o.kind);
+  const fix = (link: number) => {
+    if (link & LINK_T) return link;
+    let addr = link & LINK_PTR_MASK;
+    if (!kinds.has(addr)) addr = slotAddr(c.objects[((addr - slotAddr(0)) >>> 5) % c.objects.length]!.slot);
+    const kind = kinds.get(addr)!;
+    return (addr | (link & LINK_VF) | (kind === 'qh' ? LINK_Q : 0)) >>> 0;
+  };
+  return {
+    ...c,
+    objects: c.objects.map((o) => (o.kind === 'qh' ? { ...o, head: fix(o.head), element: fix(o.element) } : { ...o, link: fix(o.link) })),
+    frameLinks: c.frameLinks.map(fix),
+  };
+}
+type SlotObject = { kind: 'qh'; slot: number; head: number; element: number } | { kind: 'td'; slot: number; link: number };
+
+export const caseArb = fc.oneof(fc.record(caseFields(false)), fc.record(caseFields(true)).map(linkObjects));
 export type FuzzCase = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
+
 
 // ------------------------------------------------------------------ the run
 
-function irqConsistent(hc: UhciController, level: boolean): boolean {
-  const sts = hc.status;
-  if (sts & 0x18) return level; // HSE/HCPE always interrupt
-  const possible = (sts & 0x1 && hc.intr & 0xc) || (sts & 0x2 && hc.intr & 0x1) || (sts & 0x4 && hc.intr & 0x2);
-  return level ? Boolean(possible) : true;
+/** What one run of a case did. */
+export interface CaseOutcome {
+  walks: number;
+  replayed: number;
+  /** Every write and the state after every step (CheckingMemory.digest). */
+  digest: number;
 }
 
-/** Run one case; throws on any invariant violation. */
-export function runCase(c: FuzzCase): void {
-  const mem = new CheckingMemory(true);
+/** Run one case (frame replay on or off); throws InvariantViolation on any broken invariant. */
+export function runCase(c: FuzzCase, replay = true): CaseOutcome {
+  const mem = new CheckingMemory(true, c.fast);
+  // Without the fast path the controller sees read/write only.
+  const guest: GuestMemory = c.fast ? mem : { read: (a, b) => mem.read(a, b), write: (a, b) => mem.write(a, b) };
   const irq = new LatchedIrq();
   const clock = new ManualClock();
-  const hc = new UhciController({ mem, irq, clock, idleCoalesce: 1 });
+  let internalFault: string | null = null;
+  const logger: Logger = {
+    log(level, _component, msg, fields) {
+      if (level === 'error') internalFault ??= `${msg} (${String(fields?.['error'])})`;
+    },
+  };
+  const hc = new UhciController({ mem: guest, irq, clock, idleCoalesce: 1, replayQuiescent: replay, logger });
+  const counters = checkFrames(hc, mem);
   const fakes = [new FakeDevice(), new FakeDevice('low')];
   fakes.forEach((f, i) => {
     f.script = [...c.responses[i]!];
     f.fallback = { status: 'nak' };
   });
-  const devices = [c.realTablet ? createDevice('usb-tablet', { clock }) : fakes[0]!, fakes[1]!];
+  const stable = new StableNakDevice();
+  const dev0 = c.device0 === 'tablet' ? createDevice('usb-tablet', { clock }) : c.device0 === 'stable' ? stable : fakes[0]!;
+  const devices = [dev0, fakes[1]!];
 
   // Lay out the schedule.
   const ram = mem.ram;
@@ -247,16 +262,17 @@ export function runCase(c: FuzzCase): void {
     ram.bytes.set([s[0], s[1], s[2] & 0xff, s[2] >> 8, s[3] & 0xff, s[3] >> 8, s[4] & 0xff, s[4] >> 8], a);
   });
 
-  const budgetBits = uhciWireTimer.frameBits(127);
+  /** After every step: nothing broke, and the state joins the digest. */
+  const check = (where: string) => {
+    if (mem.violation) throw new InvariantViolation(`${mem.violation} (swallowed, seen ${where})`);
+    if (internalFault) mem.fail(`internal fault ${where}: ${internalFault}`);
+    checkIrq(hc, irq.level, mem, where);
+    mem.note(hc.cmd, hc.status, hc.status2, hc.intr, hc.frnum, irq.level ? 1 : 0);
+  };
   const runFrames = (n: number) => {
     for (let i = 0; i < n; i++) {
-      mem.newFrame();
       clock.advance(FRAME_NS);
-      const st = hc.engine.stats;
-      if (st.links > MAX_LINKS_PER_FRAME + 1) throw new InvariantViolation(`frame fetched ${st.links} links`);
-      if (st.transactions > 1500) throw new InvariantViolation(`frame ran ${st.transactions} transactions`);
-      void budgetBits;
-      if (!irqConsistent(hc, irq.level)) throw new InvariantViolation(`IRQ ${irq.level} with USBSTS 0x${hc.status.toString(16)} USBINTR 0x${hc.intr.toString(16)}`);
+      check('after a frame');
     }
   };
 
@@ -269,6 +285,7 @@ export function runCase(c: FuzzCase): void {
   });
   fakes[0]!.address = 1;
   fakes[1]!.address = 2;
+  stable.address = 1;
   hc.ioWrite(0x08, 4, FRAME_LIST);
   hc.ioWrite(0x04, 2, 0xf);
   hc.ioWrite(0x00, 2, 0x00c1);
@@ -279,7 +296,7 @@ export function runCase(c: FuzzCase): void {
         const [, off, size, value] = op;
         // FLBASEADD is kept inside RAM most of the time: pointing it anywhere is covered by 'start'.
         hc.ioWrite(off, size, off === 0x08 || off === 0x0a ? FRAME_LIST : value);
-        hc.ioRead(off, size);
+        mem.note(hc.ioRead(off, size));
         break;
       }
       case 'run':
@@ -305,13 +322,47 @@ export function runCase(c: FuzzCase): void {
         hc.ioWrite(0x08, 4, (op[1] << 12) >>> 0);
         hc.ioWrite(0x00, 2, 0x00c1);
         break;
+      case 'offer':
+        stable.offer(op[1]);
+        break;
     }
-    if (!irqConsistent(hc, irq.level)) throw new InvariantViolation(`IRQ ${irq.level} with USBSTS 0x${hc.status.toString(16)} USBINTR 0x${hc.intr.toString(16)} after ${op[0]}`);
+    check(`after ${op[0]}`);
   }
   runFrames(5);
+  return { walks: counters.walks, replayed: counters.replayed, digest: mem.digest };
 }
 
-export function fuzz(runs: number, seed?: number): { runs: number; failures: number; error?: string } {
-  const result = fc.check(fc.property(caseArb, (c) => runCase(c)), { numRuns: runs, seed, endOnFailure: true, includeErrorInReport: true });
-  return { runs: result.numRuns, failures: result.failed ? 1 : 0, error: result.failed ? fc.defaultReportMessage(result) : undefined };
+/** Totals over a fuzz run (shrinking runs included). */
+export interface FuzzResult {
+  runs: number;
+  failures: number;
+  error?: string;
+  /** Cases in which some frame was replayed (each also run with replay off and compared). */
+  casesReplayed: number;
+  framesReplayed: number;
+  framesWalked: number;
+}
+
+/** One case: run it; if frames were replayed, run it again without replay and compare. */
+function runAndCompare(c: FuzzCase, totals: FuzzResult): void {
+  const a = runCase(c, true);
+  totals.framesWalked += a.walks;
+  totals.framesReplayed += a.replayed;
+  if (a.replayed === 0) return;
+  totals.casesReplayed++;
+  const b = runCase(c, false);
+  if (b.replayed !== 0) throw new InvariantViolation(`${b.replayed} frames replayed with replay off`);
+  if (a.digest !== b.digest) throw new InvariantViolation(`frame replay changed the outcome (${a.replayed} frames replayed): digest ${a.digest} vs ${b.digest} without replay`);
+}
+
+export function fuzz(runs: number, seed?: number): FuzzResult {
+  const totals: FuzzResult = { runs: 0, failures: 0, casesReplayed: 0, framesReplayed: 0, framesWalked: 0 };
+  const result = fc.check(
+    fc.property(caseArb, (c) => runAndCompare(c, totals)),
+    { numRuns: runs, seed, endOnFailure: true, includeErrorInReport: true },
+  );
+  totals.runs = result.numRuns;
+  totals.failures = result.failed ? 1 : 0;
+  if (result.failed) totals.error = fc.defaultReportMessage(result);
+  return totals;
 }

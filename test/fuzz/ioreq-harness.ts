@@ -75,7 +75,8 @@ import {
 } from '../../src/xen/ioreq.js';
 import { IoreqServer } from '../../src/xen/ioreq-server.js';
 import { SimHypervisor, type SimServer } from '../../src/xen/sim/hypervisor.js';
-import { InvariantViolation } from './harness.js';
+import { InvariantViolation } from './checking-memory.js';
+import { qemuIrqLevel } from './frame-invariants.js';
 
 /** Guest RAM of the simulated domain: 16 frames, so "outside RAM" is easy to hit. */
 export const IOREQ_FUZZ_RAM = 0x10000;
@@ -529,10 +530,11 @@ function irqConsistent(rig: IoreqRig, what: string): void {
   if (pin !== want || rig.server.intxLevel !== want || cfg.intxAsserted !== want) {
     throw new InvariantViolation(`${what}: INTx at Xen ${pin}, server ${rig.server.intxLevel}, config ${cfg.intxAsserted}; controller request ${hc.irqAsserted}, INTX_DISABLE ${cfg.intxDisabled}`);
   }
-  const sts = hc.status;
-  const possible = (sts & 0x18) !== 0 || (sts & 0x1 && hc.intr & 0xc) || (sts & 0x2 && hc.intr & 0x1) || (sts & 0x4 && hc.intr & 0x2);
   if (pin) ioreqCoverage.intxHigh++;
-  if (hc.irqAsserted && !possible) throw new InvariantViolation(`${what}: IRQ asserted with USBSTS 0x${sts.toString(16)} USBINTR 0x${hc.intr.toString(16)}`);
+  // Both ways: the request is exactly QEMU's uhci_update_irq level.
+  if (hc.irqAsserted !== qemuIrqLevel(hc.status, hc.status2, hc.intr)) {
+    throw new InvariantViolation(`${what}: IRQ request ${hc.irqAsserted} with USBSTS 0x${hc.status.toString(16)} status2 ${hc.status2} USBINTR 0x${hc.intr.toString(16)}`);
+  }
 }
 
 function mappingConsistent(rig: IoreqRig, what: string): void {

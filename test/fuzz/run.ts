@@ -8,6 +8,10 @@
  * S+k*5000+1 for the ioreq part), so a failure is reproduced from the seed and
  * path in its report. Failures do not stop the run; each one's report goes
  * to stderr (the first 10 in full). Progress to stderr every 50,000 cases.
+ * Controller cases whose frames were replayed are run again with replay off
+ * and compared; the totals are reported, and a controller run of 1,000
+ * cases or more in which no frame was replayed counts as a failure (the
+ * replay path would not have been fuzzed).
  * Last line on stdout: `fuzz: N cases, F failures`.
  */
 import { fuzz } from './harness.js';
@@ -42,6 +46,8 @@ const PROGRESS_EVERY = 50000;
 const IOREQ_SHARE = 0.25;
 
 let done = 0;
+let controllerCases = 0;
+const replay = { cases: 0, frames: 0, walked: 0 };
 let failures = 0;
 let nextProgress = PROGRESS_EVERY;
 const t0 = Date.now();
@@ -62,6 +68,10 @@ while (done < runs) {
   if (nController) {
     const r = fuzz(nController, chunkSeed);
     if (r.failures) report('controller', r.error);
+    controllerCases += r.runs;
+    replay.cases += r.casesReplayed;
+    replay.frames += r.framesReplayed;
+    replay.walked += r.framesWalked;
     // A failing chunk ends early: count its cases as run, the rest of the chunk is skipped.
     done += r.failures ? r.runs : nController;
   }
@@ -74,6 +84,10 @@ while (done < runs) {
     process.stderr.write(`fuzz: ${done}/${runs} cases, ${failures} failures (${elapsed()})\n`);
     while (nextProgress <= done) nextProgress += PROGRESS_EVERY;
   }
+}
+if (controllerCases) {
+  process.stderr.write(`fuzz: ${replay.frames} frames replayed, ${replay.walked} walked; ${replay.cases} of ${controllerCases} controller cases replayed frames and matched a run without replay\n`);
+  if (controllerCases >= 1000 && replay.frames === 0) report('controller', 'no frame was replayed: the replay path was not fuzzed');
 }
 process.stderr.write(`fuzz: seed ${seed}, mode ${mode}, ${elapsed()}\n`);
 process.stdout.write(`fuzz: ${done} cases, ${failures} failures\n`);

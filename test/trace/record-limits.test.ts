@@ -66,6 +66,7 @@ test('at its size cap the file ends as a complete trace (it replays), with one w
   expect(s.log).toHaveLength(1);
   expect(s.log[0]).toMatchObject({ level: 'warn', msg: expect.stringMatching(/limit reached; recording stopped/) });
   expect(s.log[0]!.fields).toMatchObject({ error: expect.stringMatching(/size limit of \d+ bytes/) });
+  expect(s.recorder.writeError).toBeNull(); // a limit is not a failure
   const summary = await s.recorder.close();
   expect(summary.events).toBeGreaterThan(10);
   expect(summary.events).toBeLessThan(total.events);
@@ -96,6 +97,7 @@ test.each(['ENOSPC', 'EIO'])('a write failing with %s stops the recording with o
   expect(s.reports).toBeGreaterThan(0);
   expect(s.log).toEqual([{ level: 'error', msg: expect.stringMatching(/trace write failed; recording stopped/), fields: expect.objectContaining({ file: 'failing', error: `${code}: write failed` }) }]);
   const writes = sink.writes;
+  expect(s.recorder.writeError).toBe(`${code}: write failed`);
   await expect(s.recorder.close()).resolves.toMatchObject({ events: expect.any(Number) });
   expect(sink.writes).toBe(writes); // nothing more tried after the failure
 });
@@ -106,6 +108,7 @@ test('a full disk (/dev/full) under --record: one error line, the run completes'
   expect(s.log.filter((l) => l.level === 'error')).toHaveLength(1);
   expect(s.log[0]!.fields).toMatchObject({ file: '/dev/full', error: expect.stringMatching(/ENOSPC/) });
   await s.recorder.close();
+  expect(s.recorder.writeError).toMatch(/ENOSPC/); // what uhci-dm xen reports at the end instead of "trace written"
 });
 
 const URB: Urb = {

@@ -7,6 +7,7 @@
 import { UhciPciFunction } from '../../src/device/uhci-pci-function.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { LatchedIrq } from '../../src/platform/irq.js';
+import { MemoryLogger } from '../../src/platform/logger.js';
 import { FlatMemory } from '../../src/platform/memory.js';
 import { UsbPorts } from '../../src/xen/usb-ports.js';
 import { FakeLibusbDevice, FakeLibusbHost, makeInfo, settle } from '../usb/host/fake-libusb.js';
@@ -54,4 +55,19 @@ test('without libusb, host devices are refused with a hint', () => {
   const fn = new UhciPciFunction({ mem: new FlatMemory(1 << 20), irq: new LatchedIrq(), clock });
   const ports = new UsbPorts(fn, clock, '0000:00:05.0', null);
   expect(() => ports.add('host:1.2')).toThrow(/needs libusb.*--host-usb/);
+});
+
+test("host devices log through the daemon's logger (not the stderr-errors default)", async () => {
+  const clock = new ManualClock();
+  const fn = new UhciPciFunction({ mem: new FlatMemory(1 << 20), irq: new LatchedIrq(), clock });
+  const host = new FakeLibusbHost();
+  const logger = new MemoryLogger();
+  const ports = new UsbPorts(fn, clock, '0000:00:05.0', host, false, logger);
+  const raw = new FakeLibusbDevice(makeInfo({ vendorId: 0x0525, productId: 0xa4a0 }));
+  host.plug(raw);
+  expect(ports.add('host:0525:a4a0')).toBe(1);
+  host.unplug(raw);
+  await settle();
+  expect(logger.records).toEqual([expect.objectContaining({ level: 'warn', component: 'usb-host', msg: expect.stringMatching(/0525:a4a0.*: .*(unplugged|gone|detach)/) })]);
+  ports.releaseAll();
 });

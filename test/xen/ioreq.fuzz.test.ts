@@ -5,7 +5,7 @@
  */
 import { encodePciConfigAddr, IOREQ_READ, IOREQ_TYPE_PCI_CONFIG } from '../../src/xen/ioreq.js';
 import { fuzzIoreq, ioreqChecks, ioreqCoverage, IoreqRig, runIoreqCase, type IoreqFuzzCase } from '../fuzz/ioreq-harness.js';
-import { InvariantViolation } from '../fuzz/harness.js';
+import { InvariantViolation } from '../fuzz/checking-memory.js';
 
 test('hostile ioreqs: 1500 random cases keep every invariant and reach the interesting paths', async () => {
   const before = { ...ioreqCoverage };

@@ -137,7 +137,7 @@ export class HostControl {
   /** A request done with libusb calls; the status IN completes when it ends (a failure stalls it, QEMU). */
   private runRequest(p: UsbPacket, what: string, op: () => Promise<void>): void {
     this.running = this.ctx.tracker.request(p, what, op, (e) => {
-      this.ctx.log('warn', `${this.ctx.hostName}: ${messageOf(e)}`);
+      this.ctx.warn('control-request-failed', `${this.ctx.hostName}: ${messageOf(e)}`);
       return packetStatusForRequestError(errnoOf(e));
     });
   }

@@ -44,11 +44,12 @@
  * cancelPacket (after which it is never completed).
  */
 import { UserFacingError } from '../../platform/user-facing-error.js';
+import type { LogLimiter } from '../../platform/logger.js';
 import { PID_IN, PID_SETUP, type UsbDevice, type UsbPacket, type UsbPortHooks, type UsbSpeed, type UsbStatus } from '../packet.js';
 import { ControlPipe } from '../control-pipe.js';
 import { BulkStreams } from './bulk-stream.js';
 import { EndpointQueues } from './endpoint-queues.js';
-import { stderrErrors, type HostContext, type HostLogLevel, type HostTransferOptions } from './host-context.js';
+import { hostLogLimiter, stderrErrors, type HostContext, type HostLogLevel, type HostTransferOptions } from './host-context.js';
 import { HostConfiguration } from './host-configuration.js';
 import { HostControl } from './host-control.js';
 import { guestSpeedFor, hex4, type HostSpeedOptions } from './host-speed.js';
@@ -94,6 +95,8 @@ export interface HostUsbDeviceOptions extends HostSpeedOptions {
   onDisconnect?: (dev: HostUsbDevice, reason: string) => void;
   /** Where messages go; without it, only errors are written (to stderr). */
   log?: (level: HostLogLevel, msg: string) => void;
+  /** Rate limits for repeatable warnings (default: a limiter of this device's own in front of `log`). */
+  logLimiter?: LogLimiter;
 }
 
 export interface HostUsbDeviceState {
@@ -122,6 +125,7 @@ export class HostUsbDevice implements UsbDevice, HostContext {
   private guestAddress = 0;
   private readonly guestResetOpts: { guestReset: boolean; guestResetsAll: boolean };
   private readonly logTo: (level: HostLogLevel, msg: string) => void;
+  private readonly logs: LogLimiter;
 
   private readonly pipe = new ControlPipe(HOST_CONTROL_BUFFER_SIZE);
   private readonly endpoints: EndpointQueues;
@@ -152,10 +156,11 @@ export class HostUsbDevice implements UsbDevice, HostContext {
     };
     this.guestResetOpts = { guestReset: opts.guestReset ?? true, guestResetsAll: opts.guestResetsAll ?? false };
     this.logTo = opts.log ?? stderrErrors;
+    this.logs = opts.logLimiter ?? hostLogLimiter(this.logTo);
     this.info = dev.info;
     this.speed = guestSpeedFor(dev.info, opts);
     if (dev.info.speed === 'high' || dev.info.speed === 'super') {
-      this.log('warn', `${this.hostName}: ${dev.info.speed}-speed device presented at full speed (QEMU speed compat rule)`);
+      this.warn('speed-compat', `${this.hostName}: ${dev.info.speed}-speed device presented at full speed (QEMU speed compat rule)`);
     }
     this.vendorId = dev.info.vendorId;
     this.productId = dev.info.productId;
@@ -244,6 +249,10 @@ export class HostUsbDevice implements UsbDevice, HostContext {
 
   log(level: HostLogLevel, msg: string): void {
     this.logTo(level, msg);
+  }
+
+  warn(key: string, msg: string): void {
+    this.logs.log(key, 'warn', 'usb-host', msg);
   }
 
   activity(): void {
@@ -383,7 +392,7 @@ export class HostUsbDevice implements UsbDevice, HostContext {
   private hostGone(reason: string, logged = false): void {
     if (this.gone) return;
     this.gone = true;
-    if (!logged) this.log('warn', `${this.hostName}: ${reason}`);
+    if (!logged) this.warn('device-gone', `${this.hostName}: ${reason}`);
     // Deferred: we may be inside the controller's schedule walk.
     queueMicrotask(() => this.contain('the disconnect', () => {
       try {

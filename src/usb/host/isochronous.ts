@@ -63,7 +63,7 @@ export class IsochronousTransfers {
     });
     if (errno === LIBUSB_ERROR_NOT_SUPPORTED) {
       q.unsupported = true;
-      this.ctx.log('warn', `${this.ctx.hostName}: isochronous ${endpointName(q)} not supported by the libusb backend`);
+      this.ctx.warn('iso-unsupported', `${this.ctx.hostName}: isochronous ${endpointName(q)} not supported by the libusb backend`);
     }
     return errno === 0;
   }

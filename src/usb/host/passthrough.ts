@@ -11,8 +11,9 @@
  *   onDetach: () => fn.detach(port)
  */
 import { UserFacingError } from '../../platform/user-facing-error.js';
+import type { LogLimiter } from '../../platform/logger.js';
 import { HostUsbDevice, type HostUsbDeviceOptions } from './host-device.js';
-import { stderrErrors, type HostLogLevel } from './host-context.js';
+import { hostLogLimiter, stderrErrors, type HostLogLevel } from './host-context.js';
 import type { LibusbDevice, LibusbHost } from './libusb.js';
 import { formatHostSelector, matchesSelector, type HostDeviceSelector } from './selector.js';
 import { messageOf } from './transfer-tracker.js';
@@ -32,12 +33,16 @@ export class HostPassthrough {
   private current: HostUsbDevice | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
+  /** One limiter for this selector's devices: a device that keeps coming back cannot flood the log. */
+  private readonly logs: LogLimiter;
 
   constructor(
     readonly host: LibusbHost,
     readonly selector: HostDeviceSelector,
     private readonly opts: HostPassthroughOptions,
-  ) {}
+  ) {
+    this.logs = opts.logLimiter ?? hostLogLimiter(opts.log ?? stderrErrors);
+  }
 
   /** The device plugged in now, if any. */
   get device(): HostUsbDevice | null {
@@ -87,7 +92,7 @@ export class HostPassthrough {
   }
 
   private open(raw: LibusbDevice): HostUsbDevice {
-    const dev = new HostUsbDevice(raw, { ...this.opts, onDisconnect: (d, reason) => this.lost(d, reason) });
+    const dev = new HostUsbDevice(raw, { ...this.opts, logLimiter: this.logs, onDisconnect: (d, reason) => this.lost(d, reason) });
     this.current = dev;
     this.opts.onAttach(dev);
     return dev;
@@ -109,7 +114,7 @@ export class HostPassthrough {
       this.open(raw);
     } catch (e) {
       // Not openable now (permission, busy): wait for the next hotplug event.
-      this.log('warn', `${formatHostSelector(this.selector)}: not plugged in again: ${messageOf(e)}`);
+      this.logs.log('replug-failed', 'warn', 'usb-host', `${formatHostSelector(this.selector)}: not plugged in again: ${messageOf(e)}`);
     }
   }
 

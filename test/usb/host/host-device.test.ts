@@ -10,6 +10,7 @@ import {
 } from '../../../src/usb/host/libusb.js';
 import { TRANSFER_STATUS_MAP } from '../../../src/usb/host/status-map.js';
 import { FakeLibusbDevice, makeInfo, settle } from './fake-libusb.js';
+import { LOG_BURST } from '../../../src/platform/logger.js';
 
 /** A recording callback (jest.fn needs @jest/globals under ESM). */
 function spy() {
@@ -216,6 +217,18 @@ describe('HostUsbDevice control transfers', () => {
     expect(fake.calls).toContain('clearHalt 0x81');
     expect(ch.status).toBe('ack'); // result ignored, as QEMU does
     expect(port.count(ch)).toBe(1);
+  });
+
+  test('a guest repeating a failing request cannot flood the log: warnings are rate limited (LogLimiter)', async () => {
+    const lines: string[] = [];
+    const { dev, fake, port } = make({ log: (level, msg) => lines.push(`${level} ${msg}`) });
+    await configure(dev, port);
+    for (let i = 0; i < 50; i++) {
+      fake.failNext.set('setInterface', LIBUSB_ERROR_PIPE);
+      expect((await noDataRequest(dev, 0, 0x01, 0x0b, 1, 0)).status).toBe('stall');
+    }
+    expect(lines).toHaveLength(LOG_BURST);
+    expect(lines.every((l) => l.startsWith('warn '))).toBe(true);
   });
 
   test('SET_INTERFACE failure stalls', async () => {
