@@ -37,6 +37,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   rounds: { value: true, help: 'with --passthrough: gadget removals mid-transfer (default 5)' },
   xen: { value: false, help: 'real Xen 4.17 under QEMU TCG: an HVM domU served by uhci-dm xen in dom0 (tablet + keyboard), after a reference domU with QEMU-xen\'s UHCI, then xl save / xl restore with uhci-dm following (minutes; needs the Xen packages, see docs/xen.md)' },
   'no-reference': { value: false, help: 'with --xen: skip the reference domU' },
+  dropin: { value: false, help: 'with --xen: the drop-in instead: an ordinary xl.cfg (usb=1, usbdevice, usbctrl) plus device_model_override = uhci-dm-qemu, driven by xl commands only (create, usbdev-attach/usb-list/usbdev-detach, save, restore)' },
   'no-save-restore': { value: false, help: 'with --xen: skip the xl save / xl restore part (and the passthrough that follows it)' },
   'no-passthrough': { value: false, help: "with --xen: skip the hot-plug of a dom0 USB gadget through libusb after the restore" },
   help: { value: false, help: 'this text' },
@@ -104,7 +105,7 @@ export async function labCommand(argv: string[]): Promise<number> {
   }
   const json = p.options.has('json');
   if (p.options.has('xen')) return xenLab(p, json);
-  for (const o of ['no-reference', 'no-save-restore', 'no-passthrough']) if (p.options.has(o)) throw new UsageError(`--${o} only applies to --xen`);
+  for (const o of ['no-reference', 'no-save-restore', 'no-passthrough', 'dropin']) if (p.options.has(o)) throw new UsageError(`--${o} only applies to --xen`);
   if (p.options.has('usbtest')) return usbtestLab(p, json);
   if (p.options.has('passthrough')) return passthroughLab(p, json);
   if (p.options.has('bios')) return biosLab(p, json);
@@ -119,7 +120,9 @@ async function xenLab(p: Parsed, json: boolean): Promise<number> {
   }
   const saveRestore = !p.options.has('no-save-restore');
   const hostPassthrough = saveRestore && !p.options.has('no-passthrough');
+  const dropIn = p.options.has('dropin');
   const r = await runXenLab({
+    dropIn,
     reference: !p.options.has('no-reference'),
     saveRestore,
     hostPassthrough,
@@ -128,6 +131,7 @@ async function xenLab(p: Parsed, json: boolean): Promise<number> {
   });
   if (json) process.stdout.write(JSON.stringify({ ...r, serial: undefined }, null, 2) + '\n');
   else process.stdout.write(formatXenLabResult(r) + '\n');
+  if (dropIn) return r.dm.done && /@@XEN:dm-procs-end 0 0/.test(r.serial) ? 0 : 1;
   const ok = r.dm.done && r.uhciDmExit === 0 && (!saveRestore || r.restored?.uhciDmExitAfterSave === 0) && (!hostPassthrough || (r.hotplug?.address ?? 0) !== 0);
   return ok ? 0 : 1;
 }

@@ -7,6 +7,7 @@
  *   @@LAB:boot <uptime>
  *   @@LAB:insmod-failed <module>
  *   @@LAB:settled <uptime> <bound-interfaces> <usb-event-devices>
+ *   @@LAB:pci <slot> <vendor> <device> <class>  each PCI function (as lspci -n)
  *   @@LAB:usb <dev> <attr> <value>        sysfs attributes of each USB device
  *   @@LAB:if <dev>:<cfg>.<if> <attr> <value>  interface attributes (+ driver)
  *   @@LAB:input <eventN> <attr> <value>   input device name and ids
@@ -71,6 +72,9 @@ while :; do
   sleep 0.2; t=$((t+1))
 done
 echo "@@LAB:settled $(cut -d' ' -f1 /proc/uptime) $bound $ev"
+for d in /sys/bus/pci/devices/*; do
+  [ -e "$d/vendor" ] && echo "@@LAB:pci \${d##*/} $(cat $d/vendor) $(cat $d/device) $(cat $d/class)"
+done
 for d in /sys/bus/usb/devices/*; do
   [ -e "$d/idVendor" ] || continue
   n=\${d##*/}

@@ -64,6 +64,8 @@ export interface GuestReport {
   settled: { uptime: number; boundInterfaces: number; eventDevices: number } | null;
   insmodFailures: string[];
   devices: LabUsbDevice[];
+  /** PCI functions the guest found (slot 0000:00:01.2, ids and class as sysfs prints them: 0x8086, 0x7020, 0x0c0300). */
+  pci: { slot: string; vendor: number; device: number; class: number }[];
   inputs: LabInputDevice[];
   kernelLog: string[];
   scriptOutput: string[] | null;
@@ -105,6 +107,7 @@ export class GuestReportParser {
     settled: null,
     insmodFailures: [],
     devices: [],
+    pci: [],
     inputs: [],
     kernelLog: [],
     scriptOutput: null,
@@ -141,6 +144,11 @@ export class GuestReportParser {
       case 'settled': {
         const [u, bound, ev] = rest.split(' ');
         this.report.settled = { uptime: Number(u), boundInterfaces: Number(bound), eventDevices: Number(ev) };
+        break;
+      }
+      case 'pci': {
+        const [slot, vendor, device, cls] = rest.split(' ');
+        if (slot && vendor && device && cls) this.report.pci.push({ slot, vendor: Number(vendor), device: Number(device), class: Number(cls) });
         break;
       }
       case 'usb':

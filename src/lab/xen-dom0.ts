@@ -83,6 +83,8 @@ export interface DomUConfig {
   memoryMiB?: number;
   /** QEMU-xen's own UHCI with these devices (reference run); omit for none. */
   qemuUsbDevices?: readonly string[];
+  /** More xl.cfg lines (the drop-in's device_model_override and USB lines). */
+  lines?: readonly string[];
 }
 
 /** xl.cfg of a lab domU: HVM, direct kernel boot through hvmloader + SeaBIOS. */
@@ -117,6 +119,7 @@ export function domUConfig(c: DomUConfig): string {
   if (c.qemuUsbDevices?.length) {
     lines.push('usb = 1', `usbdevice = [${c.qemuUsbDevices.map((d) => `"${d}"`).join(', ')}]`);
   }
+  lines.push(...(c.lines ?? []));
   return lines.join('\n') + '\n';
 }
 
@@ -238,13 +241,14 @@ say scenario-done
  * back with `xl dmesg` (Xen's console ring) to know when to inject input.
  * uhci-dm's stderr goes to DOM0_LABDIR/uhci-dm.log.
  */
-/** How often a domU that died of an emulator triple fault before booting is created (see emulatorfault). */
-export const DOMU_ATTEMPTS = 3;
-
-export function dom0Scenario(o: Dom0ScenarioOptions): string {
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  return `${dom0Prelude()}
-# Wait up to $2 s (dom0 uptime) for domain $1 to be gone; $3: a status command run every minute.
+/**
+ * Shell functions of the domU scenarios: waitgone (a domain to be gone),
+ * emulatorfault (a triple fault before boot), waitsock (uhci-dm's control
+ * socket), waitready (@@LAB:ready over port 0xE9, giving up when the device
+ * model, pid $DM, is gone). They use $L (the lab dir).
+ */
+export function dom0WaitHelpers(): string {
+  return `# Wait up to $2 s (dom0 uptime) for domain $1 to be gone; $3: a status command run every minute.
 waitgone() {
   end=$(( $(cut -d. -f1 /proc/uptime) + $2 )); next=0
   while xl domid $1 >/dev/null 2>&1; do
@@ -301,16 +305,29 @@ waitready() {
   done
   return 1
 }
+`;
+}
 
+/** A USB device in dom0 for passthrough: dummy_hcd (full speed) and a configfs gadget (`gadgetScript`) on its UDC. */
+export function dom0GadgetSetup(gadgetScript: string): string {
+  return `modprobe dummy_hcd is_high_speed=0 is_super_speed=0 && modprobe -a libcomposite usb_f_ss_lb || say gadget-modules-failed
+mount -t configfs none /sys/kernel/config 2>/dev/null
+${gadgetScript}
+sleep 1
+say gadget $(cat /sys/bus/usb/devices/*/idVendor 2>/dev/null | tr '\\n' ' ')
+`;
+}
+
+/** How often a domU that died of an emulator triple fault before booting is created (see emulatorfault). */
+export const DOMU_ATTEMPTS = 3;
+
+export function dom0Scenario(o: Dom0ScenarioOptions): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return `${dom0Prelude()}
+${dom0WaitHelpers()}
 ${
   o.hostPassthrough
-    ? `# A USB device in dom0 for passthrough: dummy_hcd (full speed) and a configfs gadget on its UDC.
-modprobe dummy_hcd is_high_speed=0 is_super_speed=0 && modprobe -a libcomposite usb_f_ss_lb || say gadget-modules-failed
-mount -t configfs none /sys/kernel/config 2>/dev/null
-${o.hostPassthrough.gadgetScript}
-sleep 1
-say gadget $(cat /sys/bus/usb/devices/*/idVendor 2>/dev/null | tr '\n' ' ')
-`
+    ? dom0GadgetSetup(o.hostPassthrough.gadgetScript)
     : ''
 }${
   o.reference

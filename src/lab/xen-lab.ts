@@ -30,6 +30,7 @@ import { findKernel, prepareGuestImage, repoRoot, resolveModules } from './guest
 import { GuestReportParser, type GuestReport } from './lab-report.js';
 import { DOM0_9P_MODULES, DOM0_INIT, DOM0_LABDIR, XEN_HOSTROOT_TAG, XEN_LABDIR_TAG, dom0Scenario, domUConfig } from './xen-dom0.js';
 import { XenGuestChannel, prepareXenDomUInitrd } from './xen-domu.js';
+import { dom0DropInScenario, dropInConfigLines } from './xen-dropin.js';
 import { afterRestorePlan, defaultPlan, qmpInputEvents, type InputAction, type LabDeviceKind } from './input-plan.js';
 import { parseDeviceSpec } from '../xen/usb-ports.js';
 import { SOURCESINK_GADGET, sourceSinkGadgetScript } from './passthrough-lab.js';
@@ -78,6 +79,13 @@ export interface XenLabOptions {
   smp?: number;
   /** Outer QEMU `-accel` value (default `tcg`). */
   accel?: string;
+  /**
+   * The drop-in scenario instead of the hand procedure (xen-dropin.ts): the
+   * domU's config is an ordinary one plus device_model_override, driven by xl
+   * commands only. Implies no reference domU, save/restore and an
+   * xl usbdev-attach of dom0's gadget.
+   */
+  dropIn?: boolean;
   /** Replace the scenario: this script runs chrooted in dom0 instead (e.g. dom0StressScript). */
   dom0Script?: string;
 }
@@ -262,7 +270,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
   const withPassthrough = opts.hostPassthrough ?? true;
   const kbdPort = devices.findIndex((d) => parseDeviceSpec(d).kind === 'keyboard') + 1;
   if (withPassthrough && (!withSaveRestore || kbdPort === 0)) throw new XenLabError('host passthrough in the Xen lab replaces the keyboard after the restore: it needs save/restore and a keyboard');
-  const reference = opts.reference ?? true;
+  const reference = opts.dropIn ? false : (opts.reference ?? true);
   const domUTimeout = opts.domUTimeout ?? 300;
   // The reference domU gets no input (evwait 1); the uhci-dm one reads input
   // events for 25 s after its @@LAB:ready, which dom0 sees by polling
@@ -283,7 +291,21 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     : undefined;
   const hidDevices = hidKinds(devices).length;
   const saveRestore = withSaveRestore ? { uhciDmArgs: restoredArgs, inputCommands: inputCommands(devices, afterRestorePlan), hidDevices } : undefined;
-  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, hostPassthrough, domUTimeout, dmExitTimeout: 30 }));
+  if (opts.dropIn) {
+    const usbdevice = ['tablet', 'keyboard'];
+    writeFileSync(join(workDir, 'dropin.cfg'), domUConfig({ name: 'dm', kernel, ramdisk: domUInitrd, extra: extra(usbdevice.length, 75), lines: dropInConfigLines(join(root, 'bin', 'uhci-dm-qemu.js'), usbdevice) }));
+  }
+  const dropInScript = () =>
+    dom0DropInScenario({
+      controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'),
+      inputCommands: inputCommands(['tablet', 'keyboard']),
+      restoredInputCommands: inputCommands(['tablet', 'keyboard'], afterRestorePlan),
+      hidDevices: 2,
+      gadgetScript: sourceSinkGadgetScript('say gadget-bind-failed'),
+      gadgetVendor: hex4(G.vendorId),
+      domUTimeout,
+    });
+  writeFileSync(join(workDir, 'dom0.sh'), opts.dom0Script ?? (opts.dropIn ? dropInScript() : null) ?? dom0Scenario({ gdb: opts.gdb, strace: opts.strace, reference, uhciDmArgs: dmArgs, uhciDmBin, controlClient: join(root, 'scripts', 'xen-lab', 'control.mjs'), inputCommands: inputCommands(devices), saveRestore, hostPassthrough, domUTimeout, dmExitTimeout: 30 }));
 
   const args = [
     '-accel', opts.accel ?? 'tcg', '-cpu', opts.cpu ?? OUTER_CPU, '-smp', String(opts.smp ?? 2), '-m', '3072', '-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot',
@@ -366,7 +388,8 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     }
     return out;
   };
-  const uhciDmLog = readLog('uhci-dm.log');
+  // Drop-in: the controllers log into libxl's device-model log (rotated when the restore starts a new one).
+  const uhciDmLog = readLog(opts.dropIn ? (withSaveRestore ? 'qemu-dm-dm.log.1' : 'qemu-dm-dm.log') : 'uhci-dm.log');
   // A domU retried after an emulator fault (xen-dom0.ts emulatorfault) reports again: the last attempt counts.
   const last = (re: RegExp): RegExpExecArray | null => {
     let m: RegExpExecArray | null = null;
@@ -406,7 +429,7 @@ export async function runXenLab(opts: XenLabOptions = {}): Promise<XenLabResult>
     uhciDmLog,
     hotplug: withPassthrough ? hotplugResult() : null,
     restored: withSaveRestore
-      ? { domid: restoredMatch ? Number(restoredMatch[1]) : null, uhciDmExitAfterSave: exitAfterSave ? Number(exitAfterSave[1]) : null, uhciDmLog: readLog('uhci-dm-restored.log') }
+      ? { domid: restoredMatch ? Number(restoredMatch[1]) : null, uhciDmExitAfterSave: exitAfterSave ? Number(exitAfterSave[1]) : null, uhciDmLog: readLog(opts.dropIn ? 'qemu-dm-dm.log' : 'uhci-dm-restored.log') }
       : null,
     serial,
     workDir,
