@@ -7,7 +7,7 @@
  * environment, libxl__spawn_local_dm): UHCI_DM_QEMU_XEN (the real QEMU-xen; default
  * the first of DEFAULT_QEMUS that exists), UHCI_DM_RUN_DIR (default
  * /run/uhci-dm), UHCI_DM_ARGS (extra `uhci-dm xen` options for every
- * controller, space-separated, e.g. `--inspect`), UHCI_DM_LOG_JSON=1.
+ * controller, space-separated, e.g. `--inspect`; `--host-usb` is always given), UHCI_DM_LOG_JSON=1.
  * Logs go to stderr, which libxl sends to /var/log/xen/qemu-dm-NAME.log.
  */
 import { existsSync } from 'node:fs';
@@ -44,7 +44,8 @@ export async function qemuWrapperMain(argv: string[], env: NodeJS.ProcessEnv = p
       runRoot: env.UHCI_DM_RUN_DIR || '/run/uhci-dm',
       logger,
       guestStarted,
-      controllerArgs: [...(env.UHCI_DM_ARGS ?? '').split(/\s+/).filter(Boolean), ...(plan.runas ? ['--runas', plan.runas] : [])],
+      // --host-usb: libusb open from the start, so that `xl usbdev-attach` works as with QEMU.
+      controllerArgs: ['--host-usb', ...(env.UHCI_DM_ARGS ?? '').split(/\s+/).filter((a) => a && a !== '--host-usb'), ...(plan.runas ? ['--runas', plan.runas] : [])],
     });
   } catch (e) {
     if (e instanceof UserFacingError) {
