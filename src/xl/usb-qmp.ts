@@ -114,14 +114,10 @@ export class UsbQmpHandler implements QmpHandler {
     return this.controllers.has(id) || [...this.controllers.values()].some((c) => c.devices.has(id));
   }
 
-  private idInUse(id: string): boolean {
-    return this.owns(id);
-  }
-
   private async addController(args: Record<string, unknown>): Promise<QmpAnswer> {
     const id = args.id;
     if (typeof id !== 'string' || !id) return fail('uhci-dm: piix3-usb-uhci needs an id (libxl gives xenusb-<devid>)');
-    if (this.idInUse(id)) return fail(`Duplicate device ID '${id}'`);
+    if (this.owns(id)) return fail(`Duplicate device ID '${id}'`);
     const extra = Object.keys(args).filter((k) => !['driver', 'id', 'bus'].includes(k));
     if (extra.length) return fail(`uhci-dm: piix3-usb-uhci property '${extra[0]}' is not supported (uhci-dm places its controllers itself)`);
     if (this.o.guestStarted()) {
@@ -140,7 +136,7 @@ export class UsbQmpHandler implements QmpHandler {
 
   private async addDevice(driver: string, args: Record<string, unknown>): Promise<QmpAnswer> {
     const id = typeof args.id === 'string' ? args.id : undefined;
-    if (id !== undefined && this.idInUse(id)) {
+    if (id !== undefined && this.owns(id)) {
       // A restore re-adds what the saved state already brought back: the same device on the same port is there.
       return this.restoredDevice(id, args) ? { return: {} } : fail(`Duplicate device ID '${id}'`);
     }

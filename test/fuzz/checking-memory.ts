@@ -26,15 +26,6 @@ import { TD_CTRL, ctrlActualLength, tokenMaxLen } from '../../src/uhci/descripto
 import { PENDING_IOC, PENDING_SPD } from '../../src/uhci/schedule-host.js';
 import { PID_IN } from '../../src/usb/packet.js';
 
-const TDC_ACTIVE = TD_CTRL.bit.ACTIVE;
-const TDC_BABBLE = TD_CTRL.bit.BABBLE;
-const TDC_CRCTO = TD_CTRL.bit.CRCTO;
-const TDC_IOC = TD_CTRL.bit.IOC;
-const TDC_IOS = TD_CTRL.bit.IOS;
-const TDC_NAK = TD_CTRL.bit.NAK;
-const TDC_SPD = TD_CTRL.bit.SPD;
-const TDC_STALLED = TD_CTRL.bit.STALLED;
-
 /**
  * A broken invariant. It is a HarnessAbort so that the controller's fault
  * containment lets it through instead of turning it into a Host System Error.
@@ -63,7 +54,7 @@ let sharedRam: Uint8Array | null = null;
 const u32At = (b: Uint8Array, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 
 /** An error retire sets STALLED (stall, babble) or CRCTO; a NAK sets NAK: none of them is an ACK write-back. */
-const NOT_ACK = TDC_STALLED | TDC_BABBLE | TDC_CRCTO | TDC_NAK;
+const NOT_ACK = TD_CTRL.bit.STALLED | TD_CTRL.bit.BABBLE | TD_CTRL.bit.CRCTO | TD_CTRL.bit.NAK;
 
 export class CheckingMemory implements GuestMemory {
   readonly ram: FlatMemory;
@@ -189,7 +180,7 @@ export class CheckingMemory implements GuestMemory {
     }
     td.epoch = this.epoch;
     td.pendingAtFetch = this.pendingInt();
-    if (ctrl & TDC_IOC) this.iocJustified = true;
+    if (ctrl & TD_CTRL.bit.IOC) this.iocJustified = true;
     td.ctrl = ctrl;
     td.buffer = buffer;
     td.maxLen = tokenMaxLen(token);
@@ -205,7 +196,7 @@ export class CheckingMemory implements GuestMemory {
       const td = this.tds.get(addr - 4);
       if (td && td.epoch === epoch) {
         const v = u32At(buf, 0);
-        if (td.ctrl & TDC_ACTIVE && !(v & TDC_ACTIVE)) this.retire(addr - 4, td, v);
+        if (td.ctrl & TD_CTRL.bit.ACTIVE && !(v & TD_CTRL.bit.ACTIVE)) this.retire(addr - 4, td, v);
         td.ctrl = v;
         this.ram.write(addr, buf);
         return;
@@ -233,7 +224,7 @@ export class CheckingMemory implements GuestMemory {
     // NAKed (QEMU: Active cleared by IOS, NAK returns before the IOC check).
     // The engine asks before the write-back: if nothing had asked since this
     // TD was fetched, the request must be there now.
-    if (v & TDC_IOC && !(v & TDC_IOS && v & TDC_NAK)) {
+    if (v & TD_CTRL.bit.IOC && !(v & TD_CTRL.bit.IOS && v & TD_CTRL.bit.NAK)) {
       this.expectIoc = true;
       if (!(td.pendingAtFetch & PENDING_IOC) && !(this.pendingInt() & PENDING_IOC)) {
         this.fail(`TD@0x${addr.toString(16)} retired with IOC (ctrl 0x${v.toString(16)}) without requesting the IOC interrupt`);
@@ -241,7 +232,7 @@ export class CheckingMemory implements GuestMemory {
     }
     // SPD (UHCI DG §3.2.2): an IN ACK shorter than MaxLen with SPD set (asked
     // after the write-back: the harness checks at the end of the walk).
-    if (td.pid === PID_IN && v & TDC_SPD && ctrlActualLength(v) < td.maxLen) {
+    if (td.pid === PID_IN && v & TD_CTRL.bit.SPD && ctrlActualLength(v) < td.maxLen) {
       this.spdJustified = true;
       if (!(v & NOT_ACK) && !(td.pendingAtFetch & PENDING_SPD)) this.expectSpd = true;
     }

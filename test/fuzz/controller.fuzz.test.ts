@@ -6,10 +6,6 @@ import { TD_CTRL, makeToken } from '../../src/uhci/descriptors.js';
 import { PENDING_IOC } from '../../src/uhci/schedule-host.js';
 import { PID_IN } from '../../src/usb/packet.js';
 
-const TDC_ACTIVE = TD_CTRL.bit.ACTIVE;
-const TDC_IOC = TD_CTRL.bit.IOC;
-const TDC_SPD = TD_CTRL.bit.SPD;
-
 const w32 = (v: number) => Uint8Array.from([v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24]);
 
 /** Fetch the TD at `addr` the way the engine's fast path does (four dwords). */
@@ -31,7 +27,7 @@ test('the memory checker bites: stray writes, overlong IN data, double retire, u
   const m = new CheckingMemory();
   expect(() => m.write(0x5000, new Uint8Array(4))).toThrow(InvariantViolation);
   // An active IN TD (maxLen 8, buffer 0x5000) at 0x2000.
-  m.ram.writeU32(0x2004, TDC_ACTIVE);
+  m.ram.writeU32(0x2004, TD_CTRL.bit.ACTIVE);
   m.ram.writeU32(0x2008, makeToken(PID_IN, 1, 1, 0, 8));
   m.ram.writeU32(0x200c, 0x5000);
   m.beginWalk();
@@ -40,8 +36,8 @@ test('the memory checker bites: stray writes, overlong IN data, double retire, u
   expect(() => m.write(0x5000, new Uint8Array(9))).toThrow(InvariantViolation);
   m.write(0x2004, w32(0)); // retire once
   fetchTd(m, 0x2000);
-  m.ram.writeU32(0x2004, TDC_ACTIVE);
-  (m as unknown as { tds: Map<number, { ctrl: number }> }).tds.get(0x2000)!.ctrl = TDC_ACTIVE;
+  m.ram.writeU32(0x2004, TD_CTRL.bit.ACTIVE);
+  (m as unknown as { tds: Map<number, { ctrl: number }> }).tds.get(0x2000)!.ctrl = TD_CTRL.bit.ACTIVE;
   expect(() => m.write(0x2004, w32(0))).toThrow(/retired twice/);
   // A new walk: what the last one fetched no longer allows writes.
   m.beginWalk();
@@ -53,25 +49,25 @@ test('the memory checker bites: stray writes, overlong IN data, double retire, u
 
 test('a retire asks for IOC, and a short IN packet with SPD for the short-packet interrupt', () => {
   const m = new CheckingMemory();
-  m.ram.writeU32(0x2004, TDC_ACTIVE | TDC_IOC | TDC_SPD);
+  m.ram.writeU32(0x2004, TD_CTRL.bit.ACTIVE | TD_CTRL.bit.IOC | TD_CTRL.bit.SPD);
   m.ram.writeU32(0x2008, makeToken(PID_IN, 1, 1, 0, 8));
   m.beginWalk();
   fetchTd(m, 0x2000);
   // Retired with IOC while the engine has not asked for the interrupt: caught at the write-back.
-  expect(() => m.write(0x2004, w32(TDC_IOC | TDC_SPD | 6))).toThrow(/without requesting the IOC interrupt/);
-  m.guestWrite32(0x2004, TDC_ACTIVE | TDC_IOC | TDC_SPD);
+  expect(() => m.write(0x2004, w32(TD_CTRL.bit.IOC | TD_CTRL.bit.SPD | 6))).toThrow(/without requesting the IOC interrupt/);
+  m.guestWrite32(0x2004, TD_CTRL.bit.ACTIVE | TD_CTRL.bit.IOC | TD_CTRL.bit.SPD);
   m.beginWalk();
   fetchTd(m, 0x2000);
   m.pendingInt = () => PENDING_IOC;
-  m.write(0x2004, w32(TDC_IOC | TDC_SPD | 6)); // ActLen 7 of 8: one byte short
+  m.write(0x2004, w32(TD_CTRL.bit.IOC | TD_CTRL.bit.SPD | 6)); // ActLen 7 of 8: one byte short
   expect(m.expectIoc).toBe(true);
   expect(m.expectSpd).toBe(true);
   m.beginWalk();
   fetchTd(m, 0x2000);
-  m.ram.writeU32(0x2004, TDC_ACTIVE | TDC_SPD);
-  m.guestWrite32(0x2004, TDC_ACTIVE | TDC_SPD);
+  m.ram.writeU32(0x2004, TD_CTRL.bit.ACTIVE | TD_CTRL.bit.SPD);
+  m.guestWrite32(0x2004, TD_CTRL.bit.ACTIVE | TD_CTRL.bit.SPD);
   fetchTd(m, 0x2000);
-  m.write(0x2004, w32(TDC_SPD | 7)); // full length: not short
+  m.write(0x2004, w32(TD_CTRL.bit.SPD | 7)); // full length: not short
   expect(m.expectIoc).toBe(false);
   expect(m.expectSpd).toBe(false);
 });

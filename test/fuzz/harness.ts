@@ -37,16 +37,6 @@ import { CheckingMemory, InvariantViolation } from './checking-memory.js';
 import { checkFrames, checkIrq } from './frame-invariants.js';
 import { StableNakDevice } from './stable-nak-device.js';
 
-const LINK_PTR_MASK = LINK.bit.PTR;
-const LINK_Q = LINK.bit.Q;
-const LINK_T = LINK.bit.T;
-const LINK_VF = LINK.bit.VF;
-const TDC_ACTIVE = TD_CTRL.bit.ACTIVE;
-const TDC_CERR_SHIFT = TD_CTRL.lsb.CERR;
-const TDC_IOC = TD_CTRL.bit.IOC;
-const TDC_LS = TD_CTRL.bit.LS;
-const TDC_SPD = TD_CTRL.bit.SPD;
-
 const FRAME_LIST = 0x1000;
 
 // ---------------------------------------------------------------- generators
@@ -55,8 +45,8 @@ const slot = fc.integer({ min: 0, max: 63 }); // schedule objects live in 64 slo
 const slotAddr = (s: number) => 0x2000 + s * 32;
 
 const linkArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
-  { weight: 1, arbitrary: fc.constant(LINK_T) },
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK.bit.Q : 0) | (vf ? LINK.bit.VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK.bit.T) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffffffff }).map((x) => x >>> 0) }, // anything, incl. past RAM
 );
 
@@ -79,7 +69,7 @@ const tdArb = fc.record({
   kind: fc.constant('td' as const),
   slot,
   link: linkArb,
-  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TDC_ACTIVE & 0x3f7f07ff) | (active ? TDC_ACTIVE : 0)) >>> 0),
+  ctrl: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.boolean()).map(([c, active]) => ((c & ~TD_CTRL.bit.ACTIVE & 0x3f7f07ff) | (active ? TD_CTRL.bit.ACTIVE : 0)) >>> 0),
   pid: pidArb,
   dev: fc.integer({ min: 0, max: 3 }),
   ep: fc.integer({ min: 0, max: 3 }),
@@ -110,7 +100,7 @@ const wellFormedTdArb = (link: fc.Arbitrary<number>) =>
     kind: 'td' as const,
     slot: t.slot,
     link: t.link,
-    ctrl: (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (t.dev === 2 ? TDC_LS : 0) | (t.ioc ? TDC_IOC : 0) | (t.spd ? TDC_SPD : 0)) >>> 0,
+    ctrl: (TD_CTRL.bit.ACTIVE | (3 << TD_CTRL.lsb.CERR) | (t.dev === 2 ? TD_CTRL.bit.LS : 0) | (t.ioc ? TD_CTRL.bit.IOC : 0) | (t.spd ? TD_CTRL.bit.SPD : 0)) >>> 0,
     pid: t.pid,
     dev: t.dev,
     ep: t.ep,
@@ -146,7 +136,7 @@ const opArb = (io: typeof ioArb, tame: boolean) => fc.oneof(
   {
     weight: 1,
     arbitrary: tame
-      ? fc.tuple(fc.constant('guest-write' as const), slot, fc.constant(1), fc.tuple(fc.boolean(), fc.boolean()).map(([ioc, spd]) => (TDC_ACTIVE | (3 << TDC_CERR_SHIFT) | (ioc ? TDC_IOC : 0) | (spd ? TDC_SPD : 0)) >>> 0))
+      ? fc.tuple(fc.constant('guest-write' as const), slot, fc.constant(1), fc.tuple(fc.boolean(), fc.boolean()).map(([ioc, spd]) => (TD_CTRL.bit.ACTIVE | (3 << TD_CTRL.lsb.CERR) | (ioc ? TD_CTRL.bit.IOC : 0) | (spd ? TD_CTRL.bit.SPD : 0)) >>> 0))
       : fc.tuple(fc.constant('guest-write' as const), slot, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffffffff })),
   },
   // Restart, with the frame list anywhere (tame: where it is).
@@ -156,8 +146,8 @@ const opArb = (io: typeof ioArb, tame: boolean) => fc.oneof(
 
 /** Links a driver writes: to a schedule slot, or Terminate. */
 const slotLinkArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK_Q : 0) | (vf ? LINK_VF : 0)) >>> 0) },
-  { weight: 1, arbitrary: fc.constant(LINK_T) },
+  { weight: 3, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, q, vf]) => (slotAddr(s) | (q ? LINK.bit.Q : 0) | (vf ? LINK.bit.VF : 0)) >>> 0) },
+  { weight: 1, arbitrary: fc.constant(LINK.bit.T) },
 );
 const tameQhArb = fc.record({ kind: fc.constant('qh' as const), slot, head: slotLinkArb, element: slotLinkArb });
 
@@ -190,11 +180,11 @@ function linkObjects<C extends { objects: SlotObject[]; frameLinks: number[] }>(
   const kinds = new Map<number, 'td' | 'qh'>();
   for (const o of c.objects) kinds.set(slotAddr(o.slot), o.kind);
   const fix = (link: number) => {
-    if (link & LINK_T) return link;
-    let addr = link & LINK_PTR_MASK;
+    if (link & LINK.bit.T) return link;
+    let addr = link & LINK.bit.PTR;
     if (!kinds.has(addr)) addr = slotAddr(c.objects[((addr - slotAddr(0)) >>> 5) % c.objects.length]!.slot);
     const kind = kinds.get(addr)!;
-    return (addr | (link & LINK_VF) | (kind === 'qh' ? LINK_Q : 0)) >>> 0;
+    return (addr | (link & LINK.bit.VF) | (kind === 'qh' ? LINK.bit.Q : 0)) >>> 0;
   };
   return {
     ...c,
